@@ -1,0 +1,73 @@
+"""Who may see which conversation. Every view, htmx endpoint and socket asks here."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
+
+from django.db.models import QuerySet
+
+from chat.models import Agent, Conversation, Site, Visitor
+
+
+class NotFound(Exception):
+    """No such conversation, or not one this person may see (the two look the same)."""
+
+
+def agent_of(user: AbstractBaseUser | AnonymousUser) -> Agent | None:
+    if not user.is_authenticated:
+        return None
+    return Agent.objects.filter(user=user).first()
+
+
+def is_console_user(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or agent_of(user) is not None))
+
+
+def sites_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Site]:
+    if not user.is_authenticated:
+        return Site.objects.none()
+    if user.is_superuser:
+        return Site.objects.all()
+    return Site.objects.filter(teams__agents__user=user).distinct()
+
+
+def conversations_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Conversation]:
+    """Admins see everything; an agent sees their teams' sites, minus other teams' work."""
+    if not user.is_authenticated:
+        return Conversation.objects.none()
+    if user.is_superuser:
+        return Conversation.objects.all()
+    agent = agent_of(user)
+    if agent is None:
+        return Conversation.objects.none()
+    team_ids = list(agent.teams.values_list("id", flat=True))
+    site_ids = list(agent.teams.values_list("site_id", flat=True).distinct())
+    return Conversation.objects.filter(
+        Q(site_id__in=site_ids) & (Q(team__isnull=True) | Q(team_id__in=team_ids))
+    )
+
+
+def conversation_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, conversation_id: int
+) -> Conversation:
+    conversation = (
+        conversations_for_user(user)
+        .select_related("site", "visitor", "assignee", "team")
+        .filter(pk=conversation_id)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound
+    return conversation
+
+
+def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conversation:
+    conversation = (
+        Conversation.objects.select_related("site", "visitor", "assignee")
+        .filter(pk=conversation_id, visitor=visitor)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound
+    return conversation

@@ -1,0 +1,289 @@
+"""WebSocket edges: authenticate, parse one frame, call one service, answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from asgiref.sync import async_to_sync
+
+from channels.generic.websocket import WebsocketConsumer
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from chat import access
+from chat.models import Agent, Conversation, Site, Visitor
+from chat.protocol import (
+    CLOSE_BAD_TOKEN,
+    CLOSE_FORBIDDEN,
+    CONSOLE_FRAMES,
+    WIDGET_FRAMES,
+    AgentOut,
+    ConversationSync,
+    ErrorCode,
+    FeedbackCreate,
+    FeedbackRecorded,
+    Frame,
+    HandoffRequest,
+    MessageAck,
+    MessageCreate,
+    Ping,
+    Pong,
+    ProtocolError,
+    SessionReady,
+    SyncDone,
+    TypingStart,
+    TypingStarted,
+    VisitorOut,
+    dump,
+    parse_frame,
+)
+from chat.realtime import agents_group, send_now, site_agents_group, visitor_group
+from chat.services import conversations
+from chat.services.frames import conversation_frame, message_frame
+from chat.services.messages import messages_after
+from chat.services.visitors import BadToken, visitor_create, visitor_from_token, visitor_token
+
+log = logging.getLogger(__name__)
+
+
+class ProtocolConsumer(WebsocketConsumer):
+    """Shared frame loop: size limit, parsing, typed errors, group bookkeeping."""
+
+    frames: Any
+    handlers: dict[type[Frame], Callable[[Any], None]]
+
+    def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.groups_joined: set[str] = set()
+        super().websocket_connect(message)
+
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = parse_frame(
+                text_data, self.frames, max_bytes=settings.HELPDESK_MAX_FRAME_BYTES
+            )
+            self.handlers[type(frame)](frame)
+        except ProtocolError as error:
+            self.send_json(error.frame())
+        except access.NotFound:
+            self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."))
+        except conversations.Conflict as conflict:
+            self.send_error(ErrorCode.CONFLICT, str(conflict))
+        except Exception:
+            log.exception("frame failed")
+            self.send_error(ErrorCode.SERVER_ERROR, _("Something went wrong; nothing was stored."))
+
+    def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            self.leave(group)
+
+    def frame_forward(self, event: dict[str, Any]) -> None:
+        self.send_json(event["frame"])
+
+    def send_json(self, data: dict[str, Any]) -> None:
+        self.send(text_data=json.dumps(data, ensure_ascii=False))
+
+    def send_frame(self, frame: Frame) -> None:
+        self.send_json(dump(frame))
+
+    def send_error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        self.send_json(ProtocolError(code, message, ref).frame())
+
+    def refuse(self, code: ErrorCode, message: str, close_code: int) -> None:
+        self.accept()
+        self.send_error(code, message)
+        self.close(code=close_code)
+
+    def join(self, group: str) -> None:
+        if group not in self.groups_joined:
+            self.channel_layer_call("group_add", group)
+            self.groups_joined.add(group)
+
+    def leave(self, group: str) -> None:
+        self.channel_layer_call("group_discard", group)
+
+    def channel_layer_call(self, method: str, group: str) -> None:
+        async_to_sync(getattr(self.channel_layer, method))(group, self.channel_name)
+
+    def sync_history(self, conversation: Conversation, after_seq: int) -> None:
+        for message in messages_after(conversation, after_seq):
+            self.send_frame(message_frame(message))
+        conversation.refresh_from_db(fields=["last_seq"])
+        self.send_frame(SyncDone(conversation_id=conversation.pk, last_seq=conversation.last_seq))
+
+    def check_body(self, frame: MessageCreate) -> str:
+        body = frame.body.strip()
+        if not body:
+            raise ProtocolError(ErrorCode.INVALID_FRAME, _("The message is empty."), frame.client_id)
+        if len(body) > settings.HELPDESK_MAX_MESSAGE_CHARS:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                _("Messages are limited to %(n)d characters.") % {"n": settings.HELPDESK_MAX_MESSAGE_CHARS},
+                frame.client_id,
+            )
+        return body
+
+    def ping(self, frame: Ping) -> None:
+        self.send_frame(Pong())
+
+
+class WidgetConsumer(ProtocolConsumer):
+    """A visitor's widget: ``/ws/widget/v1/?site=KEY[&token=TOKEN]``."""
+
+    frames = WIDGET_FRAMES
+
+    def connect(self) -> None:
+        self.handlers = {
+            ConversationSync: self.conversation_sync,
+            MessageCreate: self.message_create,
+            HandoffRequest: self.handoff_request,
+            FeedbackCreate: self.feedback_create,
+            TypingStart: self.typing_start,
+            Ping: self.ping,
+        }
+        query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
+        site = Site.objects.filter(key=query.get("site", "")).first()
+        if site is None:
+            return self.refuse(ErrorCode.FORBIDDEN, _("Unknown site key."), CLOSE_FORBIDDEN)
+        if not origin_allowed(self.scope, site):
+            return self.close()  # a page we do not serve: refuse the handshake itself
+        try:
+            visitor = self.visitor_for(site, query.get("token", ""))
+        except BadToken:
+            return self.refuse(ErrorCode.BAD_TOKEN, _("Your session has expired."), CLOSE_BAD_TOKEN)
+        self.site, self.visitor = site, visitor
+        self.accept()
+        latest = visitor.conversations.order_by("-created_at").first()
+        self.send_frame(
+            SessionReady(
+                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
+                conversation=conversation_frame(latest) if latest else None,
+            )
+        )
+
+    def visitor_for(self, site: Site, token: str) -> Visitor:
+        if token:
+            return visitor_from_token(site=site, token=token)
+        headers = dict(self.scope.get("headers", []))
+        return visitor_create(
+            site=site,
+            language=headers.get(b"accept-language", b"").decode(errors="replace")[:2],
+            user_agent=headers.get(b"user-agent", b"").decode(errors="replace"),
+        )
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        return access.conversation_for_visitor(visitor=self.visitor, conversation_id=conversation_id)
+
+    def conversation_sync(self, frame: ConversationSync) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.join(visitor_group(conversation.pk))
+        self.send_frame(conversation_frame(conversation))
+        self.sync_history(conversation, frame.after_seq)
+
+    def message_create(self, frame: MessageCreate) -> None:
+        body = self.check_body(frame)
+        if frame.conversation_id is None:
+            conversation = self.visitor.conversations.open().order_by("-created_at").first()
+            if conversation is None:
+                conversation = conversations.conversation_start(site=self.site, visitor=self.visitor)
+        else:
+            conversation = self.conversation(frame.conversation_id)
+        self.join(visitor_group(conversation.pk))
+        posted = conversations.visitor_message_receive(
+            conversation=conversation, body=body, client_id=frame.client_id
+        )
+        message = posted.message
+        self.send_frame(
+            MessageAck(client_id=frame.client_id, conversation_id=conversation.pk, seq=message.seq)
+        )
+
+    def handoff_request(self, frame: HandoffRequest) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.conversation_handoff(conversation=conversation, reason="asked_for_human")
+
+    def feedback_create(self, frame: FeedbackCreate) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.feedback_record(conversation=conversation, seq=frame.seq, helpful=frame.helpful)
+        self.send_frame(
+            FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
+        )
+
+    def typing_start(self, frame: TypingStart) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        send_now(
+            [agents_group(conversation.pk)],
+            TypingStarted(conversation_id=conversation.pk, author="visitor", name=str(self.visitor)),
+        )
+
+
+class ConsoleConsumer(ProtocolConsumer):
+    """An agent's console: ``/ws/console/v1/``, authenticated by the Django session."""
+
+    frames = CONSOLE_FRAMES
+
+    def connect(self) -> None:
+        self.handlers = {
+            ConversationSync: self.conversation_sync,
+            MessageCreate: self.message_create,
+            TypingStart: self.typing_start,
+            Ping: self.ping,
+        }
+        user = self.scope.get("user")
+        if user is None or not access.is_console_user(user):
+            return self.refuse(ErrorCode.FORBIDDEN, _("Please log in as an agent."), CLOSE_FORBIDDEN)
+        self.user = user
+        self.agent: Agent | None = access.agent_of(user)
+        self.accept()
+        for site_id in access.sites_for_user(user).values_list("id", flat=True):
+            self.join(site_agents_group(site_id))
+        agent_out = AgentOut(id=self.agent.pk, name=self.agent.display_name) if self.agent else None
+        self.send_frame(SessionReady(agent=agent_out))
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        return access.conversation_for_user(user=self.user, conversation_id=conversation_id)
+
+    def conversation_sync(self, frame: ConversationSync) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.join(agents_group(conversation.pk))
+        self.send_frame(conversation_frame(conversation))
+        self.sync_history(conversation, frame.after_seq)
+
+    def message_create(self, frame: MessageCreate) -> None:
+        body = self.check_body(frame)
+        if frame.conversation_id is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, "conversation_id: Field required", frame.client_id
+            )
+        if self.agent is None:
+            raise conversations.Conflict(_("Only agents can reply; add an Agent profile."))
+        conversation = self.conversation(frame.conversation_id)
+        posted = conversations.agent_message_post(
+            conversation=conversation, agent=self.agent, body=body, client_id=frame.client_id
+        )
+        self.send_frame(
+            MessageAck(
+                client_id=frame.client_id, conversation_id=conversation.pk, seq=posted.message.seq
+            )
+        )
+
+    def typing_start(self, frame: TypingStart) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        name = self.agent.display_name if self.agent else str(self.user)
+        send_now(
+            [visitor_group(conversation.pk)],
+            TypingStarted(conversation_id=conversation.pk, author="agent", name=name),
+        )
+
+
+def origin_allowed(scope: dict[str, Any], site: Site) -> bool:
+    """The widget page (our own origin) or one of the site's own pages may open a socket."""
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin", b"").decode(errors="replace")
+    if not origin:
+        return False
+    host = headers.get(b"host", b"").decode(errors="replace").lower()
+    # Compare hosts only: TLS often ends at a proxy, so the socket's own scheme says little.
+    return urlsplit(origin).netloc.lower() == host or site.allows_origin(origin)

@@ -1,0 +1,230 @@
+"""The helpdesk's data: sites, their people, conversations and the knowledge base."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+def new_site_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def normalise_origin(origin: str) -> str:
+    """``https://Shop.example:443/`` → ``https://shop.example``: the form browsers send."""
+    parts = urlsplit(origin.strip())
+    if not parts.scheme or not parts.hostname:
+        return ""
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    netloc = parts.hostname.lower()
+    if parts.port and parts.port != default_port:
+        netloc = f"{netloc}:{parts.port}"
+    return f"{parts.scheme.lower()}://{netloc}"
+
+
+class Site(models.Model):
+    """A business's website where the widget is embedded."""
+
+    name = models.CharField(_("name"), max_length=120)
+    key = models.CharField(_("public key"), max_length=64, unique=True, default=new_site_key)
+    allowed_origins = models.TextField(
+        _("allowed origins"),
+        blank=True,
+        help_text=_("One origin per line, e.g. https://shop.example. The widget works only there."),
+    )
+    greeting = models.CharField(
+        _("greeting"), max_length=300, default="Hi! Ask me anything about your order."
+    )
+    color = models.CharField(_("colour"), max_length=7, default="#2563eb")
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        blank=True,
+        choices=[("", _("Visitor's browser")), *settings.LANGUAGES],
+        help_text=_("Widget language; empty follows the visitor's browser."),
+    )
+    bot_enabled = models.BooleanField(_("bot answers first"), default=True)
+    bot_threshold = models.FloatField(
+        _("bot confidence threshold"),
+        default=0.45,
+        help_text=_("The bot answers at or above this confidence (0–1) and hands off below it."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def origins(self) -> set[str]:
+        return {o for o in map(normalise_origin, self.allowed_origins.splitlines()) if o}
+
+    def allows_origin(self, origin: str) -> bool:
+        return normalise_origin(origin) in self.origins
+
+
+class Team(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(_("name"), max_length=80)
+
+    class Meta:
+        ordering = ["site", "name"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="team_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.site})"
+
+
+class Agent(models.Model):
+    """A user who answers customers in the console."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent"
+    )
+    display_name = models.CharField(_("display name"), max_length=80)
+    teams = models.ManyToManyField(Team, related_name="agents", blank=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Visitor(models.Model):
+    """A customer of a site, known by the token kept in their browser."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="visitors")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120, blank=True)
+    email = models.EmailField(blank=True)
+    language = models.CharField(max_length=10, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name or f"Visitor {str(self.public_id)[:8]}"
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def waiting(self) -> ConversationQuerySet:
+        return self.filter(status=Conversation.Status.WAITING).order_by("queued_at", "id")
+
+    def open(self) -> ConversationQuerySet:
+        return self.exclude(status=Conversation.Status.CLOSED)
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        BOT = "bot", _("With the bot")
+        WAITING = "waiting", _("Waiting for a person")
+        ASSIGNED = "assigned", _("With an agent")
+        CLOSED = "closed", _("Closed")
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="conversations")
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="conversations")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOT)
+    assignee = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    handoff_reason = models.CharField(max_length=40, blank=True)
+    # The highest sequence number handed out to a message of this conversation.
+    last_seq = models.PositiveIntegerField(default=0)
+    page_url = models.URLField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["site", "status", "queued_at"], name="conv_queue_idx"),
+            models.Index(fields=["visitor", "-created_at"], name="conv_visitor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.visitor}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != self.Status.CLOSED
+
+    @property
+    def is_with_bot(self) -> bool:
+        return self.status == self.Status.BOT
+
+
+class Message(models.Model):
+    class Author(models.TextChoices):
+        VISITOR = "visitor", _("Visitor")
+        BOT = "bot", _("Bot")
+        AGENT = "agent", _("Agent")
+        SYSTEM = "system", _("System")
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    seq = models.PositiveIntegerField()
+    author = models.CharField(max_length=10, choices=Author.choices)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
+    body = models.TextField()
+    # The sender's own id for the message, so a resend after a lost ack stores nothing new.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # Bot answers: {"entry_id", "title", "confidence"}; system notes: {"event": ...}.
+    meta = models.JSONField(default=dict, blank=True)
+    helpful = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_seq"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_unique_client_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.author}: {self.body[:40]}"
+
+
+class FaqEntry(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="faq_entries")
+    question = models.CharField(_("question"), max_length=300)
+    phrasings = models.TextField(
+        _("other phrasings"), blank=True, help_text=_("One way a customer might ask, per line.")
+    )
+    answer = models.TextField(_("answer"))
+    language = models.CharField(_("language"), max_length=10, choices=settings.LANGUAGES, default="en")
+    tags = models.CharField(_("tags"), max_length=200, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["site", "question"]
+        verbose_name = _("FAQ entry")
+        verbose_name_plural = _("FAQ entries")
+
+    def __str__(self) -> str:
+        return self.question
+
+    @property
+    def phrasing_list(self) -> list[str]:
+        return [line.strip() for line in self.phrasings.splitlines() if line.strip()]

@@ -1,0 +1,242 @@
+"""The WebSocket protocol, both ways: every frame a client or the server may send.
+
+Documented for people who write their own client in ``docs/protocol.md``; bump
+``PROTOCOL_VERSION`` and add a changelog entry there for every change to these models.
+Frames are JSON objects whose ``type`` is ``resource.verb``.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+ClientId = Annotated[str, Field(min_length=1, max_length=64)]
+ConversationId = Annotated[int, Field(ge=1, le=2**62)]
+Seq = Annotated[int, Field(ge=0, le=2**31)]
+
+
+class ErrorCode(StrEnum):
+    BAD_JSON = "bad_json"  # the frame is not a JSON object
+    UNKNOWN_TYPE = "unknown_type"  # no frame has this type on this socket
+    INVALID_FRAME = "invalid_frame"  # fields missing or of the wrong type
+    TOO_LARGE = "too_large"  # the frame or the message body is over the limit
+    NOT_FOUND = "not_found"  # no such conversation (or not yours)
+    CONFLICT = "conflict"  # the action lost a race or does not fit the state
+    SERVER_ERROR = "server_error"  # nothing was stored; try again
+    FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
+    BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
+
+
+# Close codes sent after an error frame at connect time.
+CLOSE_BAD_TOKEN = 4401  # drop the stored token and connect again without one
+CLOSE_FORBIDDEN = 4403  # do not retry
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- Client → server ---------------------------------------------------------------------
+
+
+class ConversationSync(Frame):
+    """Ask for every message after ``after_seq``, then live ones."""
+
+    type: Literal["conversation.sync"]
+    conversation_id: ConversationId
+    after_seq: Seq = 0
+
+
+class MessageCreate(Frame):
+    """Send a message. The widget may omit ``conversation_id`` to start a conversation."""
+
+    type: Literal["message.create"]
+    client_id: ClientId
+    body: str
+    conversation_id: ConversationId | None = None
+
+
+class HandoffRequest(Frame):
+    """The visitor asks for a person ("Talk to a person")."""
+
+    type: Literal["handoff.request"]
+    conversation_id: ConversationId
+
+
+class FeedbackCreate(Frame):
+    """The visitor answers "Was this helpful?" for the bot message ``seq``."""
+
+    type: Literal["feedback.create"]
+    conversation_id: ConversationId
+    seq: Annotated[int, Field(ge=1, le=2**31)]
+    helpful: bool
+
+
+class TypingStart(Frame):
+    type: Literal["typing.start"]
+    conversation_id: ConversationId
+
+
+class Ping(Frame):
+    type: Literal["ping"]
+
+
+WidgetFrame = Annotated[
+    ConversationSync | MessageCreate | HandoffRequest | FeedbackCreate | TypingStart | Ping,
+    Field(discriminator="type"),
+]
+ConsoleFrame = Annotated[
+    ConversationSync | MessageCreate | TypingStart | Ping, Field(discriminator="type")
+]
+
+WIDGET_FRAMES: TypeAdapter[Any] = TypeAdapter(WidgetFrame)
+CONSOLE_FRAMES: TypeAdapter[Any] = TypeAdapter(ConsoleFrame)
+
+
+# --- Server → client ---------------------------------------------------------------------
+
+
+class Source(Frame):
+    entry_id: int
+    title: str
+
+
+class MessageOut(Frame):
+    type: Literal["message.created"] = "message.created"
+    conversation_id: int
+    seq: int
+    author: Literal["visitor", "bot", "agent", "system"]
+    author_name: str
+    body: str
+    client_id: str | None = None
+    created_at: str
+    # Bot answers: where the answer came from, how sure the bot was, and whether to ask
+    # "Was this helpful?".
+    source: Source | None = None
+    confidence: float | None = None
+    ask_feedback: bool = False
+
+
+class ConversationOut(Frame):
+    type: Literal["conversation.updated"] = "conversation.updated"
+    conversation_id: int
+    status: Literal["bot", "waiting", "assigned", "closed"]
+    assignee_name: str | None = None
+    handoff_reason: str = ""
+    last_seq: int = 0
+
+
+class VisitorOut(Frame):
+    id: str
+    token: str
+
+
+class AgentOut(Frame):
+    id: int
+    name: str
+
+
+class SessionReady(Frame):
+    type: Literal["session.ready"] = "session.ready"
+    protocol_version: int = PROTOCOL_VERSION
+    visitor: VisitorOut | None = None
+    agent: AgentOut | None = None
+    conversation: ConversationOut | None = None
+
+
+class MessageAck(Frame):
+    type: Literal["message.ack"] = "message.ack"
+    client_id: str
+    conversation_id: int
+    seq: int
+
+
+class SyncDone(Frame):
+    type: Literal["sync.done"] = "sync.done"
+    conversation_id: int
+    last_seq: int
+
+
+class FeedbackRecorded(Frame):
+    type: Literal["feedback.recorded"] = "feedback.recorded"
+    conversation_id: int
+    seq: int
+    helpful: bool
+
+
+class TypingStarted(Frame):
+    type: Literal["typing.started"] = "typing.started"
+    conversation_id: int
+    author: Literal["visitor", "agent"]
+    name: str
+
+
+class QueueChanged(Frame):
+    type: Literal["queue.changed"] = "queue.changed"
+    site_id: int
+
+
+class Pong(Frame):
+    type: Literal["pong"] = "pong"
+
+
+class ErrorOut(Frame):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    # The ``client_id`` (or frame type) the error answers, when known.
+    ref: str | None = None
+
+
+# --- Parsing -----------------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+    def frame(self) -> dict[str, Any]:
+        return ErrorOut(code=self.code, message=self.message, ref=self.ref).model_dump(mode="json")
+
+
+def parse_frame(raw: str | bytes | None, adapter: TypeAdapter[Any], *, max_bytes: int) -> Any:
+    """Turn one raw frame into its model, or raise ``ProtocolError`` saying why not."""
+    if raw is None:
+        raise ProtocolError(ErrorCode.BAD_JSON, "Frames must be JSON text.")
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"Frames are limited to {max_bytes} bytes.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_JSON, "The frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "A frame must be a JSON object.")
+    ref = data.get("client_id") if isinstance(data.get("client_id"), str) else None
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise _error_from_validation(exc, data, ref) from None
+
+
+def _error_from_validation(exc: ValidationError, data: dict[str, Any], ref: str | None) -> ProtocolError:
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_not_found":
+        return ProtocolError(ErrorCode.INVALID_FRAME, "type: Field required", ref)
+    if first["type"] == "union_tag_invalid":
+        kind = data.get("type")
+        return ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind!r}.", ref)
+    where = ".".join(str(part) for part in first["loc"][1:]) or "frame"
+    return ProtocolError(ErrorCode.INVALID_FRAME, f"{where}: {first['msg']}", ref)
+
+
+def dump(frame: Frame) -> dict[str, Any]:
+    return frame.model_dump(mode="json")

@@ -1,0 +1,182 @@
+"""Conversation state changes. Each one stores, then tells everybody after commit."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from chat.models import Agent, Conversation, Message, Site, Visitor
+from chat.protocol import QueueChanged
+from chat.realtime import agents_group, send_after_commit, site_agents_group, visitor_group
+from chat.services.frames import conversation_frame
+from chat.services.messages import Posted, message_post
+
+
+class Conflict(Exception):
+    """The change does not fit the conversation's state (e.g. someone else took it)."""
+
+
+def conversation_start(*, site: Site, visitor: Visitor, page_url: str = "") -> Conversation:
+    status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
+    conversation = Conversation.objects.create(
+        site=site,
+        visitor=visitor,
+        status=status,
+        page_url=page_url[:500],
+        queued_at=None if site.bot_enabled else timezone.now(),
+    )
+    if not site.bot_enabled:
+        _announce_queue(site.pk)
+    return conversation
+
+
+def visitor_message_receive(
+    *, conversation: Conversation, body: str, client_id: str
+) -> Posted:
+    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
+    with transaction.atomic():
+        if not conversation.is_open:
+            _reopen(conversation)
+        posted = message_post(
+            conversation=conversation,
+            author=Message.Author.VISITOR,
+            body=body,
+            client_id=client_id,
+        )
+        if posted.created and conversation.is_with_bot:
+            from chat.tasks import bot_answer
+
+            seq = posted.message.seq
+            transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+        elif posted.created and conversation.status == Conversation.Status.WAITING:
+            _announce_queue(conversation.site_id)
+    return posted
+
+
+def agent_message_post(*, conversation: Conversation, agent: Agent, body: str, client_id: str) -> Posted:
+    """An agent replies; replying to an unassigned conversation takes it first."""
+    with transaction.atomic():
+        if conversation.assignee_id != agent.pk:
+            conversation_take(conversation=conversation, agent=agent)
+        return message_post(
+            conversation=conversation,
+            author=Message.Author.AGENT,
+            body=body,
+            client_id=client_id,
+            agent=agent,
+        )
+
+
+def conversation_handoff(*, conversation: Conversation, reason: str, confidence: float | None = None) -> bool:
+    """Put the conversation in the human queue. False when it is already past the bot."""
+    with transaction.atomic():
+        updated = Conversation.objects.filter(
+            pk=conversation.pk, status=Conversation.Status.BOT
+        ).update(status=Conversation.Status.WAITING, queued_at=timezone.now(), handoff_reason=reason)
+        if not updated:
+            return False
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("Connecting you with a person. Someone will be with you shortly.")
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "handoff", "reason": reason, "confidence": confidence},
+        )
+        _announce(conversation)
+        _announce_queue(conversation.site_id)
+    return True
+
+
+def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
+    """Assign the conversation to ``agent``. Of two agents taking at once exactly one wins."""
+    with transaction.atomic():
+        updated = Conversation.objects.filter(
+            pk=conversation.pk,
+            status__in=[Conversation.Status.BOT, Conversation.Status.WAITING],
+        ).update(status=Conversation.Status.ASSIGNED, assignee=agent, assigned_at=timezone.now())
+        if not updated:
+            conversation.refresh_from_db()
+            raise Conflict(_("This conversation is already being handled."))
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("%(name)s joined the conversation.") % {"name": agent.display_name}
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "assigned", "agent_id": agent.pk},
+        )
+        _announce(conversation)
+        _announce_queue(conversation.site_id)
+
+
+def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
+    with transaction.atomic():
+        updated = (
+            Conversation.objects.filter(pk=conversation.pk)
+            .exclude(status=Conversation.Status.CLOSED)
+            .update(status=Conversation.Status.CLOSED, closed_at=timezone.now())
+        )
+        if not updated:
+            raise Conflict(_("This conversation is already closed."))
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("This conversation was closed.")
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "closed", "agent_id": by.pk if by else None},
+        )
+        _announce(conversation)
+        _announce_queue(conversation.site_id)
+
+
+def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> Message:
+    """The visitor rated a bot answer; "not helpful" hands the conversation to a person."""
+    message = Message.objects.filter(
+        conversation=conversation, seq=seq, author=Message.Author.BOT
+    ).first()
+    if message is None:
+        raise Conflict(_("Only the assistant's answers can be rated."))
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(helpful=helpful)
+        message.helpful = helpful
+        if not helpful:
+            conversation_handoff(
+                conversation=conversation,
+                reason="unhelpful",
+                confidence=(message.meta or {}).get("confidence"),
+            )
+    return message
+
+
+def _reopen(conversation: Conversation) -> None:
+    status = Conversation.Status.BOT if conversation.site.bot_enabled else Conversation.Status.WAITING
+    Conversation.objects.filter(pk=conversation.pk).update(
+        status=status,
+        assignee=None,
+        closed_at=None,
+        handoff_reason="",
+        queued_at=timezone.now() if status == Conversation.Status.WAITING else None,
+    )
+    conversation.refresh_from_db()
+    _announce(conversation)
+
+
+def _conversation_language(conversation: Conversation) -> str:
+    return conversation.site.language or conversation.visitor.language or "en"
+
+
+def _announce(conversation: Conversation) -> None:
+    send_after_commit(
+        [visitor_group(conversation.pk), agents_group(conversation.pk)],
+        conversation_frame(conversation),
+    )
+
+
+def _announce_queue(site_id: int) -> None:
+    send_after_commit([site_agents_group(site_id)], QueueChanged(site_id=site_id))

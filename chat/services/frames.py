@@ -1,0 +1,47 @@
+"""Model rows → protocol frames."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from chat.models import Conversation, Message
+from chat.protocol import ConversationOut, MessageOut, Source
+
+
+def message_frame(message: Message) -> MessageOut:
+    meta = message.meta or {}
+    source = None
+    if "entry_id" in meta:
+        source = Source(entry_id=meta["entry_id"], title=meta.get("title", ""))
+    return MessageOut(
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        author=message.author,  # type: ignore[arg-type]
+        author_name=author_name(message),
+        body=message.body,
+        client_id=message.client_id,
+        created_at=message.created_at.isoformat(),
+        source=source,
+        confidence=meta.get("confidence"),
+        ask_feedback=message.author == Message.Author.BOT and source is not None,
+    )
+
+
+def author_name(message: Message) -> str:
+    if message.author == Message.Author.AGENT and message.agent is not None:
+        return message.agent.display_name
+    if message.author == Message.Author.BOT:
+        return _("Assistant")
+    if message.author == Message.Author.VISITOR:
+        return message.conversation.visitor.name or _("Visitor")
+    return ""
+
+
+def conversation_frame(conversation: Conversation) -> ConversationOut:
+    return ConversationOut(
+        conversation_id=conversation.pk,
+        status=conversation.status,  # type: ignore[arg-type]
+        assignee_name=conversation.assignee.display_name if conversation.assignee else None,
+        handoff_reason=conversation.handoff_reason,
+        last_seq=conversation.last_seq,
+    )

@@ -1,0 +1,170 @@
+"""HTTP edges: the widget page, the demo page and the agent console."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import translation
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from chat import access
+from chat.models import Conversation, Message, Site, normalise_origin
+from chat.protocol import PROTOCOL_VERSION
+from chat.services import conversations
+
+DEMO_SITE_KEY = "acme-demo"
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")
+
+
+@require_GET
+def demo(request: HttpRequest) -> HttpResponse:
+    site = Site.objects.filter(key=DEMO_SITE_KEY).first()
+    if site is None:
+        raise Http404("Run `python manage.py load_demo` first.")
+    return render(request, "demo.html", {"site": site})
+
+
+@require_GET
+@xframe_options_exempt  # framing is governed per site by CSP frame-ancestors below
+def widget(request: HttpRequest, key: str) -> HttpResponse:
+    site = get_object_or_404(Site, key=key)
+    parent = normalise_origin(request.GET.get("origin", ""))
+    own = normalise_origin(request.build_absolute_uri("/"))
+    parent_origin = parent if parent and (parent == own or site.allows_origin(parent)) else ""
+    language = site.language or translation.get_language()
+    with translation.override(language):
+        response = render(
+            request,
+            "widget/widget.html",
+            {
+                "site": site,
+                "parent_origin": parent_origin,
+                "language": language,
+                "protocol_version": PROTOCOL_VERSION,
+                "max_chars": settings.HELPDESK_MAX_MESSAGE_CHARS,
+            },
+        )
+    ancestors = " ".join(["'self'", *sorted(site.origins)])
+    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    return response
+
+
+def console_required(view):  # type: ignore[no-untyped-def]
+    @login_required
+    def wrapped(request: HttpRequest, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not access.is_console_user(request.user):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
+def _queue_context(request: HttpRequest) -> dict[str, object]:
+    first_message = (
+        Message.objects.filter(conversation=OuterRef("pk"), author=Message.Author.VISITOR)
+        .order_by("seq")
+        .values("body")[:1]
+    )
+    visible = (
+        access.conversations_for_user(request.user)
+        .select_related("visitor", "site", "assignee")
+        .annotate(first_message=Subquery(first_message))
+    )
+    agent = access.agent_of(request.user)
+    mine = visible.filter(assignee=agent, status=Conversation.Status.ASSIGNED) if agent else visible.none()
+    return {
+        "waiting": list(visible.waiting()[:200]),
+        "mine": list(mine.order_by("-assigned_at")[:200]),
+        "agent": agent,
+    }
+
+
+@require_GET
+@console_required
+def console_home(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/home.html", _queue_context(request))
+
+
+@require_GET
+@console_required
+def console_queue(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/home.html#queue", _queue_context(request))
+
+
+def _conversation_or_404(request: HttpRequest, conversation_id: int) -> Conversation:
+    try:
+        return access.conversation_for_user(user=request.user, conversation_id=conversation_id)
+    except access.NotFound:
+        raise Http404("No such conversation") from None
+
+
+def _conversation_context(request: HttpRequest, conversation: Conversation) -> dict[str, object]:
+    messages = (
+        Message.objects.filter(conversation=conversation)
+        .select_related("agent")
+        .order_by("seq")
+    )
+    return {
+        "conversation": conversation,
+        "transcript": list(messages),
+        "agent": access.agent_of(request.user),
+        "past": list(
+            conversation.visitor.conversations.exclude(pk=conversation.pk).order_by("-created_at")[:10]
+        ),
+    }
+
+
+@require_GET
+@console_required
+def console_conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    return render(request, "console/conversation.html", _conversation_context(request, conversation))
+
+
+@require_POST
+@console_required
+def console_take(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    agent = access.agent_of(request.user)
+    error = ""
+    if agent is None:
+        error = "Only agents can take conversations."
+    else:
+        try:
+            conversations.conversation_take(conversation=conversation, agent=agent)
+        except conversations.Conflict as conflict:
+            error = str(conflict)
+    return _conversation_header(request, conversation, error)
+
+
+@require_POST
+@console_required
+def console_close(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    error = ""
+    try:
+        conversations.conversation_close(conversation=conversation, by=access.agent_of(request.user))
+    except conversations.Conflict as conflict:
+        error = str(conflict)
+    return _conversation_header(request, conversation, error)
+
+
+def _conversation_header(request: HttpRequest, conversation: Conversation, error: str) -> HttpResponse:
+    conversation.refresh_from_db()
+    context = _conversation_context(request, conversation) | {"error": error}
+    response = render(request, "console/conversation.html#header", context)
+    if error:
+        trigger_client_event(response, "helpdesk:error", {"message": error})
+    return response

@@ -1,0 +1,60 @@
+"""Headless Chromium for browser tests (Debian's ``chromium`` + ``chromium-driver``)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def require_chromium() -> None:
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "headless Chromium not found: install Debian's chromium and chromium-driver "
+            "(`make test` does this when run as root)"
+        )
+
+
+@pytest.fixture
+def browsers() -> Iterator[Callable[[], WebDriver]]:
+    """A factory of independent browsers (separate profiles: separate people)."""
+    require_chromium()
+    opened: list[WebDriver] = []
+
+    def open_browser() -> WebDriver:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM  # type: ignore[assignment]
+        for flag in [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,900",
+            f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
+        ]:
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        opened.append(driver)
+        return driver
+
+    yield open_browser
+    for driver in opened:
+        driver.quit()
+
+
+def wait(driver: WebDriver, seconds: float = 10) -> WebDriverWait:
+    return WebDriverWait(driver, seconds, poll_frequency=0.05)
