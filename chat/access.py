@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q
-
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from chat.models import Agent, Conversation, Site, Visitor
 

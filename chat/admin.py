@@ -78,13 +78,32 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["id", "visitor", "site", "status", "assignee", "team", "handoff_reason", "created_at"]
+    list_display = [
+        "id",
+        "visitor",
+        "site",
+        "status",
+        "assignee",
+        "team",
+        "handoff_reason",
+        "created_at",
+    ]
     list_filter = ["status", "site", "team", "handoff_reason"]
     search_fields = ["id", "visitor__name", "visitor__email", "messages__body"]
     list_select_related = ["visitor", "site", "assignee", "team"]
     readonly_fields = [
-        "site", "visitor", "status", "assignee", "team", "handoff_reason", "last_seq",
-        "page_url", "created_at", "queued_at", "assigned_at", "closed_at",
+        "site",
+        "visitor",
+        "status",
+        "assignee",
+        "team",
+        "handoff_reason",
+        "last_seq",
+        "page_url",
+        "created_at",
+        "queued_at",
+        "assigned_at",
+        "closed_at",
     ]
     inlines = [MessageInline]
     date_hierarchy = "created_at"

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from asgiref.sync import async_to_sync
-
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -62,9 +61,7 @@ class ProtocolConsumer(WebsocketConsumer):
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            frame = parse_frame(
-                text_data, self.frames, max_bytes=settings.HELPDESK_MAX_FRAME_BYTES
-            )
+            frame = parse_frame(text_data, self.frames, max_bytes=settings.HELPDESK_MAX_FRAME_BYTES)
             self.handlers[type(frame)](frame)
         except ProtocolError as error:
             self.send_json(error.frame())
@@ -117,11 +114,14 @@ class ProtocolConsumer(WebsocketConsumer):
     def check_body(self, frame: MessageCreate) -> str:
         body = frame.body.strip()
         if not body:
-            raise ProtocolError(ErrorCode.INVALID_FRAME, _("The message is empty."), frame.client_id)
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("The message is empty."), frame.client_id
+            )
         if len(body) > settings.HELPDESK_MAX_MESSAGE_CHARS:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
-                _("Messages are limited to %(n)d characters.") % {"n": settings.HELPDESK_MAX_MESSAGE_CHARS},
+                _("Messages are limited to %(n)d characters.")
+                % {"n": settings.HELPDESK_MAX_MESSAGE_CHARS},
                 frame.client_id,
             )
         return body
@@ -175,7 +175,9 @@ class WidgetConsumer(ProtocolConsumer):
         )
 
     def conversation(self, conversation_id: int) -> Conversation:
-        return access.conversation_for_visitor(visitor=self.visitor, conversation_id=conversation_id)
+        return access.conversation_for_visitor(
+            visitor=self.visitor, conversation_id=conversation_id
+        )
 
     def conversation_sync(self, frame: ConversationSync) -> None:
         conversation = self.conversation(frame.conversation_id)
@@ -188,7 +190,9 @@ class WidgetConsumer(ProtocolConsumer):
         if frame.conversation_id is None:
             conversation = self.visitor.conversations.open().order_by("-created_at").first()
             if conversation is None:
-                conversation = conversations.conversation_start(site=self.site, visitor=self.visitor)
+                conversation = conversations.conversation_start(
+                    site=self.site, visitor=self.visitor
+                )
         else:
             conversation = self.conversation(frame.conversation_id)
         self.join(visitor_group(conversation.pk))
@@ -206,7 +210,9 @@ class WidgetConsumer(ProtocolConsumer):
 
     def feedback_create(self, frame: FeedbackCreate) -> None:
         conversation = self.conversation(frame.conversation_id)
-        conversations.feedback_record(conversation=conversation, seq=frame.seq, helpful=frame.helpful)
+        conversations.feedback_record(
+            conversation=conversation, seq=frame.seq, helpful=frame.helpful
+        )
         self.send_frame(
             FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
         )
@@ -215,7 +221,9 @@ class WidgetConsumer(ProtocolConsumer):
         conversation = self.conversation(frame.conversation_id)
         send_now(
             [agents_group(conversation.pk)],
-            TypingStarted(conversation_id=conversation.pk, author="visitor", name=str(self.visitor)),
+            TypingStarted(
+                conversation_id=conversation.pk, author="visitor", name=str(self.visitor)
+            ),
         )
 
 
@@ -233,7 +241,9 @@ class ConsoleConsumer(ProtocolConsumer):
         }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
-            return self.refuse(ErrorCode.FORBIDDEN, _("Please log in as an agent."), CLOSE_FORBIDDEN)
+            return self.refuse(
+                ErrorCode.FORBIDDEN, _("Please log in as an agent."), CLOSE_FORBIDDEN
+            )
         self.user = user
         self.agent: Agent | None = access.agent_of(user)
         self.accept()

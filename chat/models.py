@@ -212,7 +212,9 @@ class FaqEntry(models.Model):
         _("other phrasings"), blank=True, help_text=_("One way a customer might ask, per line.")
     )
     answer = models.TextField(_("answer"))
-    language = models.CharField(_("language"), max_length=10, choices=settings.LANGUAGES, default="en")
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default="en"
+    )
     tags = models.CharField(_("tags"), max_length=200, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
     updated_at = models.DateTimeField(auto_now=True)

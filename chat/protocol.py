@@ -227,7 +227,9 @@ def parse_frame(raw: str | bytes | None, adapter: TypeAdapter[Any], *, max_bytes
         raise _error_from_validation(exc, data, ref) from None
 
 
-def _error_from_validation(exc: ValidationError, data: dict[str, Any], ref: str | None) -> ProtocolError:
+def _error_from_validation(
+    exc: ValidationError, data: dict[str, Any], ref: str | None
+) -> ProtocolError:
     first = exc.errors()[0]
     if first["type"] == "union_tag_not_found":
         return ProtocolError(ErrorCode.INVALID_FRAME, "type: Field required", ref)

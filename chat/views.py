@@ -83,7 +83,11 @@ def _queue_context(request: HttpRequest) -> dict[str, object]:
         .annotate(first_message=Subquery(first_message))
     )
     agent = access.agent_of(request.user)
-    mine = visible.filter(assignee=agent, status=Conversation.Status.ASSIGNED) if agent else visible.none()
+    mine = (
+        visible.filter(assignee=agent, status=Conversation.Status.ASSIGNED)
+        if agent
+        else visible.none()
+    )
     return {
         "waiting": list(visible.waiting()[:200]),
         "mine": list(mine.order_by("-assigned_at")[:200]),
@@ -112,16 +116,16 @@ def _conversation_or_404(request: HttpRequest, conversation_id: int) -> Conversa
 
 def _conversation_context(request: HttpRequest, conversation: Conversation) -> dict[str, object]:
     messages = (
-        Message.objects.filter(conversation=conversation)
-        .select_related("agent")
-        .order_by("seq")
+        Message.objects.filter(conversation=conversation).select_related("agent").order_by("seq")
     )
     return {
         "conversation": conversation,
         "transcript": list(messages),
         "agent": access.agent_of(request.user),
         "past": list(
-            conversation.visitor.conversations.exclude(pk=conversation.pk).order_by("-created_at")[:10]
+            conversation.visitor.conversations.exclude(pk=conversation.pk).order_by("-created_at")[
+                :10
+            ]
         ),
     }
 
@@ -130,7 +134,9 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
 @console_required
 def console_conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
-    return render(request, "console/conversation.html", _conversation_context(request, conversation))
+    return render(
+        request, "console/conversation.html", _conversation_context(request, conversation)
+    )
 
 
 @require_POST
@@ -155,13 +161,17 @@ def console_close(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
     error = ""
     try:
-        conversations.conversation_close(conversation=conversation, by=access.agent_of(request.user))
+        conversations.conversation_close(
+            conversation=conversation, by=access.agent_of(request.user)
+        )
     except conversations.Conflict as conflict:
         error = str(conflict)
     return _conversation_header(request, conversation, error)
 
 
-def _conversation_header(request: HttpRequest, conversation: Conversation, error: str) -> HttpResponse:
+def _conversation_header(
+    request: HttpRequest, conversation: Conversation, error: str
+) -> HttpResponse:
     conversation.refresh_from_db()
     context = _conversation_context(request, conversation) | {"error": error}
     response = render(request, "console/conversation.html#header", context)

@@ -52,7 +52,12 @@ ACME_FAQ = [
         "Use 'Forgot password' on the sign-in page; we e-mail you a reset link.",
         "en",
     ),
-    ("运费是多少？", ["包邮吗", "邮费多少钱", "配送费用"], "订单满 $50 包邮，否则运费 $4.95。", "zh-hans"),
+    (
+        "运费是多少？",
+        ["包邮吗", "邮费多少钱", "配送费用"],
+        "订单满 $50 包邮，否则运费 $4.95。",
+        "zh-hans",
+    ),
 ]
 
 

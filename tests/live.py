@@ -48,7 +48,16 @@ def daphne_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     }
     log = open(ROOT / "var" / f"daphne-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "helpdesk.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "helpdesk.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -70,7 +79,9 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}; see var/daphne-{port}.log")
+            raise RuntimeError(
+                f"daphne exited with {process.returncode}; see var/daphne-{port}.log"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return

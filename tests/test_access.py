@@ -84,7 +84,9 @@ def test_it_hides_other_teams_conversations_in_console_pages(client, conversatio
 def test_it_keeps_console_pages_behind_login(client, conversations, visitor_a):
     response = client.get(reverse("console:home"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
-    assert client.post(reverse("console:take", args=[conversations["shared"].pk])).status_code == 302
+    assert (
+        client.post(reverse("console:take", args=[conversations["shared"].pk])).status_code == 302
+    )
 
 
 def test_it_refuses_take_and_close_by_get(client, conversations, alice):

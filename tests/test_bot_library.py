@@ -4,7 +4,6 @@ Pure Python: nothing here touches Django or the database.
 """
 
 # Chinese text is written with full-width punctuation, and visitors type full-width letters.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

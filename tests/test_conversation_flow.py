@@ -37,7 +37,10 @@ async def test_it_runs_the_whole_conversation_from_bot_to_agent_and_back(site, a
     assert transcript == ["visitor", "bot", "system"]
 
     await console.send(
-        type="message.create", conversation_id=conversation_id, client_id="a1", body="Hi, Alice here!"
+        type="message.create",
+        conversation_id=conversation_id,
+        client_id="a1",
+        body="Hi, Alice here!",
     )
     assert (await console.expect("message.ack", client_id="a1"))["seq"] == 5  # 4 = "joined"
     joined = await widget.expect("conversation.updated", status="assigned")
@@ -90,7 +93,10 @@ async def test_it_hands_off_when_an_answer_did_not_help(site):
     await widget.send(type="message.create", client_id="c1", body="I forgot my password")
     answer = await widget.expect("message.created", author="bot")
     await widget.send(
-        type="feedback.create", conversation_id=answer["conversation_id"], seq=answer["seq"], helpful=False
+        type="feedback.create",
+        conversation_id=answer["conversation_id"],
+        seq=answer["seq"],
+        helpful=False,
     )
     await widget.expect("feedback.recorded", helpful=False)
     update = await widget.expect("conversation.updated", status="waiting")
@@ -115,7 +121,10 @@ async def test_it_lets_exactly_one_of_two_racing_agents_take_a_conversation(site
     consoles = [await console_for(alice.user), await console_for(dave.user)]
     for index, console in enumerate(consoles):
         await console.send(
-            type="message.create", conversation_id=conversation_id, client_id=f"r{index}", body="Mine!"
+            type="message.create",
+            conversation_id=conversation_id,
+            client_id=f"r{index}",
+            body="Mine!",
         )
     results = await asyncio.gather(*(c.receive() for c in consoles))
     outcomes = []

@@ -39,7 +39,12 @@ async def test_it_refuses_a_wrong_site_key_with_a_clear_error(site):
     client, connected, _ = await widget_connect(site, key="no-such-key")
     assert connected  # accepted only to say why, then closed
     error = await client.receive()
-    assert error == {"type": "error", "code": "forbidden", "message": "Unknown site key.", "ref": None}
+    assert error == {
+        "type": "error",
+        "code": "forbidden",
+        "message": "Unknown site key.",
+        "ref": None,
+    }
     assert (await client.ws.receive_output())["code"] == 4403
 
 
@@ -89,11 +94,24 @@ async def test_it_refuses_the_console_to_anonymous_users_and_foreign_pages(site,
         (json.dumps({"type": "message.create", "client_id": "", "body": "hi"}), "invalid_frame"),
         (json.dumps({"type": "message.create", "client_id": "x", "body": "   "}), "invalid_frame"),
         (json.dumps({"type": "message.create", "client_id": "x", "body": "y" * 5000}), "too_large"),
-        (json.dumps({"type": "message.create", "client_id": "x", "body": "y" * 40000}), "too_large"),
+        (
+            json.dumps({"type": "message.create", "client_id": "x", "body": "y" * 40000}),
+            "too_large",
+        ),
         (json.dumps({"type": "conversation.sync", "conversation_id": "one"}), "invalid_frame"),
         (json.dumps({"type": "conversation.sync", "conversation_id": 999999}), "not_found"),
         (json.dumps({"type": "handoff.request", "conversation_id": 999999}), "not_found"),
-        (json.dumps({"type": "message.create", "client_id": "x", "body": "hi", "conversation_id": 999999}), "not_found"),
+        (
+            json.dumps(
+                {
+                    "type": "message.create",
+                    "client_id": "x",
+                    "body": "hi",
+                    "conversation_id": 999999,
+                }
+            ),
+            "not_found",
+        ),
         (json.dumps({"type": "ping", "extra": True}), "invalid_frame"),
         ("[" * 5000 + "]" * 5000, "bad_json"),
     ],

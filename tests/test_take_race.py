@@ -24,7 +24,9 @@ def test_it_gives_a_conversation_to_exactly_one_of_many_concurrent_takers(site, 
     def take(agent) -> bool:
         try:
             start.wait()
-            conversation_take(conversation=Conversation.objects.get(pk=conversation.pk), agent=agent)
+            conversation_take(
+                conversation=Conversation.objects.get(pk=conversation.pk), agent=agent
+            )
             return True
         except Conflict:
             return False

@@ -31,9 +31,7 @@ def conversation_start(*, site: Site, visitor: Visitor, page_url: str = "") -> C
     return conversation
 
 
-def visitor_message_receive(
-    *, conversation: Conversation, body: str, client_id: str
-) -> Posted:
+def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
     """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
     with transaction.atomic():
         if not conversation.is_open:
@@ -54,7 +52,9 @@ def visitor_message_receive(
     return posted
 
 
-def agent_message_post(*, conversation: Conversation, agent: Agent, body: str, client_id: str) -> Posted:
+def agent_message_post(
+    *, conversation: Conversation, agent: Agent, body: str, client_id: str
+) -> Posted:
     """An agent replies; replying to an unassigned conversation takes it first."""
     with transaction.atomic():
         if conversation.assignee_id != agent.pk:
@@ -68,12 +68,16 @@ def agent_message_post(*, conversation: Conversation, agent: Agent, body: str, c
         )
 
 
-def conversation_handoff(*, conversation: Conversation, reason: str, confidence: float | None = None) -> bool:
+def conversation_handoff(
+    *, conversation: Conversation, reason: str, confidence: float | None = None
+) -> bool:
     """Put the conversation in the human queue. False when it is already past the bot."""
     with transaction.atomic():
         updated = Conversation.objects.filter(
             pk=conversation.pk, status=Conversation.Status.BOT
-        ).update(status=Conversation.Status.WAITING, queued_at=timezone.now(), handoff_reason=reason)
+        ).update(
+            status=Conversation.Status.WAITING, queued_at=timezone.now(), handoff_reason=reason
+        )
         if not updated:
             return False
         conversation.refresh_from_db()
@@ -155,7 +159,9 @@ def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> M
 
 
 def _reopen(conversation: Conversation) -> None:
-    status = Conversation.Status.BOT if conversation.site.bot_enabled else Conversation.Status.WAITING
+    status = (
+        Conversation.Status.BOT if conversation.site.bot_enabled else Conversation.Status.WAITING
+    )
     Conversation.objects.filter(pk=conversation.pk).update(
         status=status,
         assignee=None,

@@ -34,11 +34,16 @@ class Command(BaseCommand):
             key=DEMO_SITE_KEY,
             defaults={
                 "name": "Acme Shop",
-                "greeting": "Hi! I'm Acme's assistant. Ask me about orders, shipping, returns or payment.",
+                "greeting": (
+                    "Hi! I'm Acme's assistant. Ask me about orders, shipping, returns or payment."
+                ),
                 "allowed_origins": "\n".join(options["origin"]),
             },
         )
-        teams = {name: Team.objects.get_or_create(site=site, name=name)[0] for name in ["Sales", "Support"]}
+        teams = {
+            name: Team.objects.get_or_create(site=site, name=name)[0]
+            for name in ["Sales", "Support"]
+        }
         entries = json.loads(FAQ_FILE.read_text(encoding="utf-8"))
         for e in entries:
             # Keyed by question, so rerunning keeps ids (messages cite them) and admin edits
