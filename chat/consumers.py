@@ -60,18 +60,22 @@ class ProtocolConsumer(WebsocketConsumer):
         super().websocket_connect(message)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        ref: str | None = None
         try:
             frame = parse_frame(text_data, self.frames, max_bytes=settings.HELPDESK_MAX_FRAME_BYTES)
+            ref = getattr(frame, "client_id", None)
             self.handlers[type(frame)](frame)
         except ProtocolError as error:
             self.send_json(error.frame())
         except access.NotFound:
-            self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."))
+            self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
         except conversations.Conflict as conflict:
-            self.send_error(ErrorCode.CONFLICT, str(conflict))
+            self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
         except Exception:
             log.exception("frame failed")
-            self.send_error(ErrorCode.SERVER_ERROR, _("Something went wrong; nothing was stored."))
+            self.send_error(
+                ErrorCode.SERVER_ERROR, _("Something went wrong; nothing was stored."), ref
+            )
 
     def disconnect(self, code: int) -> None:
         for group in self.groups_joined:

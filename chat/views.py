@@ -134,9 +134,10 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
 @console_required
 def console_conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
-    return render(
-        request, "console/conversation.html", _conversation_context(request, conversation)
-    )
+    template = "console/conversation.html"
+    if request.htmx.target == "conv-header":  # type: ignore[attr-defined]
+        template += "#header"  # the live header refresh needs only the header partial
+    return render(request, template, _conversation_context(request, conversation))
 
 
 @require_POST

@@ -22,7 +22,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database_env() -> dict[str, str]:
+def child_database_env() -> dict[str, str]:
     """Environment that points a child process at the database the tests are using."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
@@ -40,7 +40,7 @@ def daphne_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
-        **test_database_env(),
+        **child_database_env(),
         "SECRET_KEY": "live-test-secret",
         "CELERY_EAGER": "true",
         "DEBUG": "true",
