@@ -1,0 +1,721 @@
+/*
+ * The chat widget, running inside the iframe the loader injects (or standalone at
+ * /widget/KEY/). It speaks the WebSocket protocol of chat/protocol.py (docs/protocol.md):
+ * one handler per server frame type in `frameHandlers`, every message placed by its `seq`.
+ *
+ * postMessage with the embedding page (only when the server validated its origin):
+ *   to the page   {source: "helpdesk-widget", type: "widget.ready", color}
+ *                 {source: "helpdesk-widget", type: "widget.close"}
+ *                 {source: "helpdesk-widget", type: "widget.unread", count}
+ *   from the page {source: "helpdesk-loader", type: "widget.opened" | "widget.closed"}
+ */
+(function () {
+  "use strict";
+
+  const PING_EVERY_MS = 25000;
+  const SILENCE_LIMIT_MS = 2 * PING_EVERY_MS + 10000; // no frame at all for this long: dead socket
+  const TYPING_EVERY_MS = 3000;
+  const TYPING_SHOWN_MS = 4000;
+  const BACKOFF_FIRST_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const RETRY_AFTER_SERVER_ERROR_MS = 3000;
+  const CONNECTING_BANNER_DELAY_MS = 800;
+  const NOTICE_SHOWN_MS = 6000;
+  const CLOSE_BAD_TOKEN = 4401;
+  const CLOSE_FORBIDDEN = 4403;
+  const DEFAULT_COLOR = "#2563eb";
+
+  const config = readConfig();
+  const text = document.getElementById("widget-strings").dataset;
+  const embedded = config.parentOrigin !== "" && window.parent !== window;
+  const keys = {
+    token: `helpdesk:token:${config.siteKey}`,
+    seen: `helpdesk:seen:${config.siteKey}`,
+    rated: `helpdesk:rated:${config.siteKey}`,
+  };
+  const els = {
+    status: document.getElementById("status"),
+    close: document.getElementById("close"),
+    banner: document.getElementById("banner"),
+    messages: document.getElementById("messages"),
+    typing: document.getElementById("typing"),
+    notice: document.getElementById("notice"),
+    handoff: document.getElementById("handoff"),
+    composer: document.getElementById("composer"),
+    body: document.getElementById("body"),
+    send: document.getElementById("send"),
+  };
+
+  const state = {
+    socket: null,
+    connected: false, // session.ready received on the current socket
+    stopped: false, // the server said 4403: never retry
+    fatalMessage: "", // the server's reason, sent just before 4403
+    attempts: 0,
+    lastFrameAt: 0,
+    visitorId: null,
+    conversationId: null,
+    status: null, // "bot" | "waiting" | "assigned" | "closed" | null (no conversation yet)
+    lastSeq: 0, // every seq up to this one is on screen: the `after_seq` of the next sync
+    rendered: new Map(), // seq → element, for the current conversation
+    outbox: [], // {clientId, body}: sent (or to send) but not acknowledged
+    lastTypingSentAt: 0,
+    open: !embedded, // a standalone widget is always open
+    unread: 0,
+  };
+  const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
+
+  // --- Configuration -----------------------------------------------------------------------
+
+  function readConfig() {
+    const data = document.getElementById("widget-config").dataset;
+    return {
+      siteKey: data.siteKey,
+      siteName: data.siteName,
+      greeting: data.greeting || "",
+      color: validColor(data.color) ? data.color : DEFAULT_COLOR,
+      parentOrigin: data.parentOrigin || "",
+      maxChars: parseInt(data.maxChars, 10) || 4000,
+      protocolVersion: parseInt(data.protocolVersion, 10) || 1,
+      wsPath: data.wsPath || "/ws/widget/v1/",
+    };
+  }
+
+  function validColor(color) {
+    return typeof color === "string" && /^#([0-9a-f]{3}){1,2}$/i.test(color);
+  }
+
+  // WCAG relative luminance: on a light brand colour, dark text reads better than white.
+  function isLight(hex) {
+    const h = hex.length === 4 ? hex.replace(/[0-9a-f]/gi, "$&$&").slice(1) : hex.slice(1);
+    const [r, g, b] = [0, 2, 4].map((i) => {
+      const c = parseInt(h.slice(i, i + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179;
+  }
+
+  function applyColor() {
+    const root = document.documentElement.style;
+    root.setProperty("--accent", config.color);
+    root.setProperty("--on-accent", isLight(config.color) ? "#111827" : "#ffffff");
+  }
+
+  function fill(template, name) {
+    return template.replace("{name}", name);
+  }
+
+  // --- Storage (may be unavailable in a third-party iframe: then we just forget) ------------
+
+  function load(key) {
+    try {
+      return window.localStorage.getItem(key);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function save(key, value) {
+    try {
+      if (value === null) window.localStorage.removeItem(key);
+      else window.localStorage.setItem(key, value);
+    } catch (error) {
+      /* storage disabled: the session lasts as long as the page */
+    }
+  }
+
+  function loadJson(key, fallback) {
+    try {
+      return JSON.parse(load(key)) || fallback;
+    } catch (error) {
+      return fallback;
+    }
+  }
+
+  // --- Connection --------------------------------------------------------------------------
+
+  function socketUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const token = load(keys.token);
+    let url = `${scheme}//${location.host}${config.wsPath}?site=${encodeURIComponent(config.siteKey)}`;
+    if (token) url += `&token=${encodeURIComponent(token)}`;
+    return url;
+  }
+
+  function connect() {
+    if (state.socket || state.stopped) return;
+    clearTimeout(timers.reconnect);
+    if (state.attempts === 0) showBannerLater(text.connecting);
+    const socket = new WebSocket(socketUrl());
+    state.socket = socket;
+    socket.addEventListener("message", (event) => {
+      if (state.socket === socket) receive(event.data);
+    });
+    socket.addEventListener("close", (event) => {
+      if (state.socket === socket) socketClosed(event.code);
+    });
+  }
+
+  function socketClosed(code) {
+    state.socket = null;
+    state.connected = false;
+    clearInterval(timers.ping);
+    exposeState();
+    if (code === CLOSE_FORBIDDEN) return stop();
+    if (code === CLOSE_BAD_TOKEN && load(keys.token)) {
+      save(keys.token, null); // expired or from another deployment: start afresh
+      return connect();
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** state.attempts);
+    const delay = ceiling / 2 + (Math.random() * ceiling) / 2; // jitter: no thundering herd
+    state.attempts += 1;
+    showBanner(text.reconnecting);
+    timers.reconnect = setTimeout(connect, delay);
+  }
+
+  function reconnectNow() {
+    if (state.socket || state.stopped || state.attempts === 0) return; // not in a backoff
+    clearTimeout(timers.reconnect);
+    connect();
+  }
+
+  // Without a close frame (laptop asleep, network gone) a socket can look open for minutes.
+  function dropIfSilent() {
+    if (!state.socket || Date.now() - state.lastFrameAt < SILENCE_LIMIT_MS) return;
+    const socket = state.socket;
+    socketClosed(1006);
+    socket.close();
+  }
+
+  function startPing() {
+    clearInterval(timers.ping);
+    timers.ping = setInterval(() => {
+      dropIfSilent();
+      send({ type: "ping" });
+    }, PING_EVERY_MS);
+  }
+
+  function stop(message) {
+    state.stopped = true;
+    clearTimeout(timers.reconnect);
+    showBanner(message || state.fatalMessage || text.forbidden, true);
+    els.body.disabled = true;
+    els.send.disabled = true;
+    els.handoff.disabled = true;
+  }
+
+  function send(frame) {
+    if (!state.connected) return false;
+    state.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function receive(raw) {
+    state.lastFrameAt = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(raw);
+    } catch (error) {
+      return;
+    }
+    const handler = frame && Object.prototype.hasOwnProperty.call(frameHandlers, frame.type)
+      ? frameHandlers[frame.type]
+      : null;
+    if (handler) handler(frame);
+  }
+
+  // --- Server frames -----------------------------------------------------------------------
+
+  const frameHandlers = {
+    "session.ready": onSessionReady,
+    "message.created": onMessageCreated,
+    "message.ack": onMessageAck,
+    "sync.done": onSyncDone,
+    "conversation.updated": onConversationUpdated,
+    "typing.started": onTypingStarted,
+    "feedback.recorded": onFeedbackRecorded,
+    error: onError,
+    pong: () => {},
+  };
+
+  function onSessionReady(frame) {
+    state.connected = true;
+    state.attempts = 0;
+    hideBanner();
+    startPing();
+    exposeState();
+    if (frame.protocol_version !== config.protocolVersion) {
+      console.warn(`Helpdesk widget: server speaks protocol ${frame.protocol_version}`);
+    }
+    const visitor = frame.visitor || {};
+    if (state.visitorId && state.visitorId !== visitor.id) forgetConversation();
+    state.visitorId = visitor.id || null;
+    if (visitor.token) save(keys.token, visitor.token);
+
+    const conversation = frame.conversation;
+    if (conversation && conversation.conversation_id !== state.conversationId) {
+      switchConversation(conversation.conversation_id);
+    }
+    if (conversation) {
+      applyConversation(conversation);
+      syncConversation();
+    } else {
+      showGreeting();
+    }
+    state.outbox.forEach(transmit);
+  }
+
+  function onMessageCreated(frame) {
+    if (!followConversation(frame.conversation_id)) return;
+    if (state.rendered.has(frame.seq)) return;
+    const pending = frame.client_id ? pendingBubble(frame.client_id) : null;
+    if (pending) {
+      dropFromOutbox(frame.client_id);
+      confirmBubble(pending, frame.seq);
+    } else {
+      placeMessage(buildMessage(frame), frame.seq, frame.author === "visitor");
+    }
+    if (frame.author === "agent") hideTyping();
+    if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
+    markSeen();
+  }
+
+  function onMessageAck(frame) {
+    dropFromOutbox(frame.client_id);
+    if (state.conversationId !== null && frame.conversation_id !== state.conversationId) {
+      switchConversation(frame.conversation_id); // the server started a new one: show that
+      syncConversation();
+    }
+    if (!followConversation(frame.conversation_id)) return;
+    const bubble = pendingBubble(frame.client_id);
+    if (!bubble) return;
+    if (state.rendered.has(frame.seq)) bubble.remove(); // message.created came first
+    else confirmBubble(bubble, frame.seq);
+  }
+
+  function onSyncDone(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    if (state.rendered.size === 0) showGreeting();
+    scrollToEnd(true);
+    markSeen();
+  }
+
+  function onConversationUpdated(frame) {
+    if (followConversation(frame.conversation_id)) applyConversation(frame);
+  }
+
+  function onTypingStarted(frame) {
+    if (frame.author !== "agent" || frame.conversation_id !== state.conversationId) return;
+    els.typing.textContent = fill(text.typing, frame.name);
+    els.typing.hidden = false;
+    clearTimeout(timers.typing);
+    timers.typing = setTimeout(hideTyping, TYPING_SHOWN_MS);
+  }
+
+  function onFeedbackRecorded(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    rememberRated(frame.seq);
+    const bubble = state.rendered.get(frame.seq);
+    const prompt = bubble && bubble.querySelector(".msg__feedback");
+    if (prompt) prompt.replaceWith(element("div", "msg__feedback msg__feedback--done", text.thanks));
+  }
+
+  function onError(frame) {
+    if (frame.code === "bad_token") return; // close code 4401 follows; we recover silently
+    if (frame.code === "forbidden") {
+      state.fatalMessage = frame.message; // close code 4403 follows
+      return;
+    }
+    if (frame.code === "not_found" && state.conversationId !== null) {
+      forgetConversation(); // not (or no longer) ours: start over rather than loop
+      showGreeting();
+      state.outbox.forEach(transmit); // now without a conversation_id
+      return;
+    }
+    const entry = frame.ref ? state.outbox.find((e) => e.clientId === frame.ref) : null;
+    if (entry && frame.code === "server_error") {
+      setBubbleNote(pendingBubble(entry.clientId), text.retrying);
+      setTimeout(() => transmit(entry), RETRY_AFTER_SERVER_ERROR_MS);
+    } else if (entry) {
+      dropFromOutbox(entry.clientId);
+      failBubble(pendingBubble(entry.clientId));
+    }
+    enableFeedbackButtons();
+    showNotice(frame.message);
+  }
+
+  // --- Conversation state ------------------------------------------------------------------
+
+  // True when the frame belongs to the conversation on screen (adopting the first one we hear of).
+  function followConversation(conversationId) {
+    if (state.conversationId === null) {
+      switchConversation(conversationId);
+      syncConversation(); // learn its status; history we already have is deduplicated
+    }
+    return conversationId === state.conversationId;
+  }
+
+  function switchConversation(conversationId) {
+    if (state.conversationId !== null) clearHistory();
+    state.conversationId = conversationId;
+    state.lastSeq = 0;
+    exposeState();
+  }
+
+  function forgetConversation() {
+    clearHistory();
+    state.conversationId = null;
+    state.lastSeq = 0;
+    applyConversation(null);
+  }
+
+  function syncConversation() {
+    send({ type: "conversation.sync", conversation_id: state.conversationId, after_seq: state.lastSeq });
+  }
+
+  function applyConversation(conversation) {
+    state.status = conversation ? conversation.status : null;
+    document.body.dataset.status = state.status || "new";
+    els.status.textContent = statusLine(conversation);
+    els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
+    els.handoff.disabled = state.stopped;
+    clearTimeout(timers.handoff);
+    if (!botLeads()) removeFeedbackPrompts();
+  }
+
+  // A brand-new conversation's first answer can arrive before its status does.
+  function botLeads() {
+    return state.status === null || state.status === "bot";
+  }
+
+  function statusLine(conversation) {
+    if (!conversation || conversation.status === "bot") return text.assistant;
+    if (conversation.status === "waiting") return text.waiting;
+    if (conversation.status === "assigned") return fill(text.assigned, conversation.assignee_name || "");
+    return text.closed;
+  }
+
+  // --- Messages on screen ------------------------------------------------------------------
+
+  function element(tag, className, content) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (content !== undefined) el.textContent = content; // never innerHTML: bodies are untrusted
+    return el;
+  }
+
+  function buildMessage(message) {
+    const bubble = element("div", `msg msg--${message.author}`);
+    bubble.dataset.author = message.author;
+    if (message.author === "bot" || message.author === "agent") {
+      bubble.appendChild(element("div", "msg__author", message.author_name || text.assistant));
+    }
+    bubble.appendChild(element("div", "msg__body", message.body));
+    if (message.source && message.source.title) {
+      bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
+    }
+    if (message.ask_feedback && botLeads() && !isRated(message.seq)) {
+      bubble.appendChild(buildFeedbackPrompt(message.seq));
+    }
+    if (message.created_at) bubble.title = new Date(message.created_at).toLocaleString();
+    return bubble;
+  }
+
+  function buildFeedbackPrompt(seq) {
+    const prompt = element("div", "msg__feedback");
+    prompt.appendChild(element("span", "msg__feedback-question", text.helpful));
+    [
+      [text.yes, true],
+      [text.no, false],
+    ].forEach(([label, helpful]) => {
+      const button = element("button", "msg__feedback-button", label);
+      button.type = "button";
+      button.addEventListener("click", () => sendFeedback(prompt, seq, helpful));
+      prompt.appendChild(button);
+    });
+    return prompt;
+  }
+
+  function showGreeting() {
+    if (!config.greeting || els.messages.querySelector(".msg--greeting")) return;
+    const bubble = element("div", "msg msg--greeting");
+    bubble.appendChild(element("div", "msg__author", text.assistant));
+    bubble.appendChild(element("div", "msg__body", config.greeting));
+    els.messages.prepend(bubble);
+  }
+
+  // Messages sit in seq order; bubbles still waiting for their seq stay at the bottom.
+  function placeMessage(bubble, seq, force) {
+    bubble.dataset.seq = String(seq);
+    state.rendered.set(seq, bubble);
+    while (state.rendered.has(state.lastSeq + 1)) state.lastSeq += 1;
+    const stick = force || nearEnd();
+    const next = Array.from(els.messages.children).find(
+      (child) => child !== bubble && (child.classList.contains("msg--pending") || Number(child.dataset.seq) > seq)
+    );
+    els.messages.insertBefore(bubble, next || null);
+    if (stick) scrollToEnd(true);
+  }
+
+  function confirmBubble(bubble, seq) {
+    bubble.classList.remove("msg--pending");
+    setBubbleNote(bubble, null);
+    placeMessage(bubble, seq, false);
+  }
+
+  function failBubble(bubble) {
+    if (!bubble) return;
+    bubble.classList.remove("msg--pending");
+    bubble.classList.add("msg--failed");
+    setBubbleNote(bubble, text.failed);
+  }
+
+  function setBubbleNote(bubble, note) {
+    if (!bubble) return;
+    const old = bubble.querySelector(".msg__note");
+    if (old) old.remove();
+    if (note) bubble.appendChild(element("div", "msg__note", note));
+  }
+
+  function pendingBubble(clientId) {
+    return Array.from(els.messages.querySelectorAll(".msg--pending")).find(
+      (bubble) => bubble.dataset.clientId === clientId
+    );
+  }
+
+  function clearHistory() {
+    state.rendered.forEach((bubble) => bubble.remove());
+    state.rendered.clear();
+    els.messages.querySelectorAll(".msg--failed").forEach((bubble) => bubble.remove());
+    hideTyping();
+  }
+
+  function nearEnd() {
+    const list = els.messages;
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  }
+
+  function scrollToEnd(force) {
+    if (force || nearEnd()) els.messages.scrollTop = els.messages.scrollHeight;
+  }
+
+  function hideTyping() {
+    clearTimeout(timers.typing);
+    els.typing.hidden = true;
+  }
+
+  // --- Sending -----------------------------------------------------------------------------
+
+  function newClientId() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    return `c-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+  }
+
+  function sendMessage(rawBody) {
+    const body = rawBody.trim().slice(0, config.maxChars);
+    if (!body || state.stopped) return false;
+    const entry = { clientId: newClientId(), body };
+    state.outbox.push(entry);
+    const bubble = buildMessage({ author: "visitor", body });
+    bubble.classList.add("msg--pending");
+    bubble.dataset.clientId = entry.clientId;
+    els.messages.appendChild(bubble);
+    scrollToEnd(true);
+    connect(); // the first message opens the socket if opening the panel did not
+    transmit(entry);
+    return true;
+  }
+
+  // Also used to resend after a reconnect: the server stores each client_id once.
+  function transmit(entry) {
+    if (!state.outbox.includes(entry)) return;
+    const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
+    if (state.conversationId !== null) frame.conversation_id = state.conversationId;
+    send(frame);
+  }
+
+  function dropFromOutbox(clientId) {
+    state.outbox = state.outbox.filter((entry) => entry.clientId !== clientId);
+  }
+
+  function submitComposer(event) {
+    if (event) event.preventDefault();
+    if (sendMessage(els.body.value)) {
+      els.body.value = "";
+      growComposer();
+    }
+    els.body.focus();
+  }
+
+  function onComposerKey(event) {
+    // Enter sends, Shift+Enter breaks the line; never while an IME is composing (Chinese input).
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    submitComposer(event);
+  }
+
+  function onComposerInput() {
+    growComposer();
+    const now = Date.now();
+    if (state.conversationId === null || state.status === "closed") return;
+    if (now - state.lastTypingSentAt < TYPING_EVERY_MS || !els.body.value.trim()) return;
+    if (send({ type: "typing.start", conversation_id: state.conversationId })) state.lastTypingSentAt = now;
+  }
+
+  function growComposer() {
+    els.body.style.height = "auto";
+    els.body.style.height = `${Math.min(els.body.scrollHeight, 120)}px`;
+  }
+
+  function requestHandoff() {
+    if (state.connected && state.conversationId !== null && state.status === "bot") {
+      send({ type: "handoff.request", conversation_id: state.conversationId });
+      els.handoff.disabled = true; // until conversation.updated (or a while, if it never comes)
+      timers.handoff = setTimeout(() => (els.handoff.disabled = state.stopped), 5000);
+    } else {
+      sendMessage(text.handoffMessage); // no conversation yet (or closed): the bot hands over
+    }
+  }
+
+  // --- Feedback ----------------------------------------------------------------------------
+
+  function sendFeedback(prompt, seq, helpful) {
+    const frame = { type: "feedback.create", conversation_id: state.conversationId, seq, helpful };
+    if (!send(frame)) return;
+    prompt.querySelectorAll("button").forEach((button) => (button.disabled = true));
+  }
+
+  function enableFeedbackButtons() {
+    els.messages.querySelectorAll(".msg__feedback button:disabled").forEach((b) => (b.disabled = false));
+  }
+
+  function removeFeedbackPrompts() {
+    els.messages.querySelectorAll(".msg__feedback:not(.msg__feedback--done)").forEach((p) => p.remove());
+  }
+
+  function isRated(seq) {
+    return loadJson(keys.rated, []).includes(`${state.conversationId}:${seq}`);
+  }
+
+  function rememberRated(seq) {
+    const rated = loadJson(keys.rated, []).filter((k) => k !== `${state.conversationId}:${seq}`);
+    rated.push(`${state.conversationId}:${seq}`);
+    save(keys.rated, JSON.stringify(rated.slice(-50)));
+  }
+
+  // --- Banner and notices ------------------------------------------------------------------
+
+  function showBanner(message, isError) {
+    clearTimeout(timers.banner);
+    els.banner.textContent = message;
+    els.banner.classList.toggle("widget__banner--error", Boolean(isError));
+    els.banner.hidden = false;
+  }
+
+  function showBannerLater(message) {
+    clearTimeout(timers.banner);
+    timers.banner = setTimeout(() => showBanner(message), CONNECTING_BANNER_DELAY_MS);
+  }
+
+  function hideBanner() {
+    clearTimeout(timers.banner);
+    if (!state.stopped) els.banner.hidden = true;
+  }
+
+  function showNotice(message) {
+    els.notice.textContent = message;
+    els.notice.hidden = false;
+    clearTimeout(timers.notice);
+    timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
+  }
+
+  // --- The embedding page ------------------------------------------------------------------
+
+  function postToParent(message) {
+    if (!embedded) return;
+    window.parent.postMessage({ source: "helpdesk-widget", ...message }, config.parentOrigin);
+  }
+
+  const parentHandlers = {
+    "widget.opened": () => setOpen(true),
+    "widget.closed": () => setOpen(false),
+  };
+
+  function onParentMessage(event) {
+    if (!embedded || event.origin !== config.parentOrigin || event.source !== window.parent) return;
+    const data = event.data;
+    if (!data || data.source !== "helpdesk-loader") return;
+    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type]();
+  }
+
+  function setOpen(open) {
+    const opening = open && !state.open;
+    state.open = open;
+    if (!opening) return;
+    connect(); // a first-time visitor gets a socket (and a visitor record) only once they look
+    state.unread = 0;
+    postToParent({ type: "widget.unread", count: 0 });
+    markSeen();
+    requestAnimationFrame(() => {
+      scrollToEnd(true);
+      if (!els.body.disabled) els.body.focus({ preventScroll: true });
+    });
+  }
+
+  // Bot and agent messages the visitor has not seen yet light up the launcher's badge.
+  function seenSeq() {
+    const seen = loadJson(keys.seen, {});
+    return seen.c === state.conversationId ? seen.s || 0 : 0;
+  }
+
+  function countUnread(seq) {
+    if (state.open || seq <= seenSeq()) return;
+    state.unread += 1;
+    postToParent({ type: "widget.unread", count: state.unread });
+  }
+
+  function markSeen() {
+    if (!state.open || state.conversationId === null || state.lastSeq <= seenSeq()) return;
+    save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
+  }
+
+  function closePanel() {
+    postToParent({ type: "widget.close" });
+  }
+
+  // --- Start -------------------------------------------------------------------------------
+
+  function exposeState() {
+    window.HelpdeskWidget.connected = state.connected;
+    window.HelpdeskWidget.conversationId = state.conversationId;
+  }
+
+  function start() {
+    window.HelpdeskWidget = { connected: false, conversationId: null };
+    applyColor();
+    els.close.hidden = !embedded;
+    els.close.addEventListener("click", closePanel);
+    els.composer.addEventListener("submit", submitComposer);
+    els.body.addEventListener("keydown", onComposerKey);
+    els.body.addEventListener("input", onComposerInput);
+    els.handoff.addEventListener("click", requestHandoff);
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && embedded) closePanel();
+    });
+    window.addEventListener("message", onParentMessage);
+    window.addEventListener("online", reconnectNow);
+
+    applyConversation(null);
+    // Someone with a stored token may have replies waiting: connect now to badge them.
+    // A first-time visitor connects when they open the panel (or send).
+    const returning = Boolean(load(keys.token));
+    if (!returning) showGreeting();
+    if (returning || state.open) connect();
+    postToParent({ type: "widget.ready", color: config.color });
+  }
+
+  start();
+})();
