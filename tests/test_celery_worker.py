@@ -24,7 +24,17 @@ def worker():
         pytest.skip("needs REDIS_URL: the embedded defaults have no broker (Celery runs eager)")
     env = {**os.environ, **child_database_env(), "CELERY_EAGER": "false"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "helpdesk", "worker", "--pool=solo", "-l", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "helpdesk",
+            "worker",
+            "--pool=solo",
+            "-l",
+            "warning",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -31,7 +31,9 @@ def test_it_completes_the_documented_flow_with_a_plain_websocket_client(site, al
         with connect(url, origin=base) as ws:
             ready = frames_until(ws, "session.ready")[-1]
             token = ready["visitor"]["token"]
-            ws.send(json.dumps({"type": "message.create", "client_id": "q1", "body": "shipping time"}))
+            ws.send(
+                json.dumps({"type": "message.create", "client_id": "q1", "body": "shipping time"})
+            )
             seen = frames_until(ws, "message.created", author="bot")
             ack = next(f for f in seen if f["type"] == "message.ack")
             conversation_id = ack["conversation_id"]
