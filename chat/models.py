@@ -55,6 +55,21 @@ class Site(models.Model):
         default=0.45,
         help_text=_("The bot answers at or above this confidence (0–1) and hands off below it."),
     )
+    class LlmMode(models.TextChoices):
+        AUTO = "auto", _("When OPENAI_API_KEY is configured")
+        ON = "on", _("On")
+        OFF = "off", _("Off (retrieval only)")
+
+    llm_mode = models.CharField(
+        _("LLM answers"),
+        max_length=4,
+        choices=LlmMode.choices,
+        default=LlmMode.AUTO,
+        help_text=_("Write grounded answers with an OpenAI-compatible model."),
+    )
+    llm_model = models.CharField(
+        _("LLM model"), max_length=100, blank=True, help_text=_("Empty uses OPENAI_MODEL.")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -230,3 +245,56 @@ class FaqEntry(models.Model):
     @property
     def phrasing_list(self) -> list[str]:
         return [line.strip() for line in self.phrasings.splitlines() if line.strip()]
+
+
+class Article(models.Model):
+    """A longer knowledge-base page; the bot retrieves from its passages."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="articles")
+    title = models.CharField(_("title"), max_length=300)
+    body = models.TextField(_("body (Markdown)"))
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default="en"
+    )
+    tags = models.CharField(_("tags"), max_length=200, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["site", "title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class BotDecision(models.Model):
+    """What the bot decided about one visitor message, with the scores it decided on."""
+
+    class Outcome(models.TextChoices):
+        ANSWER = "answer", _("Answered")
+        CLARIFY = "clarify", _("Asked to clarify")
+        HANDOFF = "handoff", _("Handed off")
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="bot_decisions"
+    )
+    question_seq = models.PositiveIntegerField()
+    question = models.TextField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    reason = models.CharField(max_length=40, blank=True)
+    confidence = models.FloatField(default=0)
+    # Top candidates: [{"entry_id", "title", "score"}, ...], best first.
+    scores = models.JSONField(default=list, blank=True)
+    entry_id = models.PositiveBigIntegerField(null=True, blank=True)
+    answer_seq = models.PositiveIntegerField(null=True, blank=True)
+    used_llm = models.BooleanField(default=False)
+    latency_ms = models.FloatField(default=0)
+    reviewed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["outcome", "reviewed"], name="decision_review_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} {self.question[:40]}"
