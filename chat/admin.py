@@ -1,13 +1,45 @@
-from django.contrib import admin
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+"""The Django admin: sites, people, the knowledge base (with file import/export) and transcripts.
 
-from chat.models import Agent, Conversation, FaqEntry, Message, Site, Team, Visitor
+Knowledge-base edits enqueue a reindex after commit from the admin's save/delete hooks (not
+from signals), so saving never waits for the index to build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Model, QuerySet
+from django.forms import ModelForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html_join
+
+from chat.knowledge.entries import article_knowledge_entries
+from chat.knowledge.formats import KbFormat
+from chat.models import Agent, Article, Conversation, FaqEntry, Message, Site, Team, Visitor
+from chat.services.knowledge import (
+    ImportReport,
+    decode_upload,
+    knowledge_export,
+    knowledge_import,
+    knowledge_reindex_after_commit,
+    site_faq_entries,
+)
 
 
 class TeamInline(admin.TabularInline):
     model = Team
     extra = 0
+
+
+def download(content: str, fmt: KbFormat, stem: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=fmt.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{stem}.{fmt.value}"'
+    return response
 
 
 @admin.register(Site)
@@ -16,6 +48,36 @@ class SiteAdmin(admin.ModelAdmin):
     search_fields = ["name", "key", "allowed_origins"]
     readonly_fields = ["created_at"]
     inlines = [TeamInline]
+    change_form_template = "admin/chat/site/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        export = path(
+            "<int:site_id>/export-kb/<str:fmt>/",
+            self.admin_site.admin_view(self.export_view),
+            name="chat_site_export_kb",
+        )
+        return [export, *super().get_urls()]
+
+    def export_view(self, request: HttpRequest, site_id: int, fmt: str) -> HttpResponse:
+        """The site's whole FAQ as a file, like ``manage.py export_kb``."""
+        site = Site.objects.filter(pk=site_id).first()
+        kb_format = KbFormat.for_filename(f".{fmt}")
+        if site is None or kb_format is None:
+            raise Http404
+        if not self.has_view_permission(request, site):
+            raise PermissionDenied
+        content = knowledge_export(entries=site_faq_entries(site), fmt=kb_format)
+        return download(content, kb_format, f"{site.key}-faq")
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = {"kb_formats": list(KbFormat), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
 
 
 @admin.register(Team)
@@ -48,12 +110,149 @@ class AgentAdmin(admin.ModelAdmin):
         return ", ".join(team.name for team in agent.teams.all())
 
 
+class ReindexOnChange(admin.ModelAdmin):
+    """Enqueue the site's reindex after commit whenever the admin changes a row of it."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        previous_site = form.initial.get("site") if change else None
+        for site_id in {obj.site_id, previous_site} - {None}:
+            knowledge_reindex_after_commit(site_id=int(site_id))
+
+    def save_related(
+        self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool
+    ) -> None:
+        super().save_related(request, form, formsets, change)
+        if formsets:  # inlines may change what the index sees
+            knowledge_reindex_after_commit(site_id=form.instance.site_id)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        site_id = obj.site_id
+        super().delete_model(request, obj)
+        knowledge_reindex_after_commit(site_id=site_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        site_ids = set(queryset.values_list("site_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for site_id in site_ids:
+            knowledge_reindex_after_commit(site_id=site_id)
+
+
+class KnowledgeImportForm(forms.Form):
+    site = forms.ModelChoiceField(queryset=Site.objects.all())
+    file = forms.FileField(
+        help_text="CSV, JSON or Markdown, UTF-8; see the README for the columns."
+    )
+    format = forms.ChoiceField(
+        choices=[("", "From the file name"), *((f.value, f.name.title()) for f in KbFormat)],
+        required=False,
+    )
+    replace = forms.BooleanField(
+        required=False,
+        help_text="Delete the site's entries the file does not contain (only if no row is bad).",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("file")
+        if upload is None:
+            return data
+        fmt = data.get("format") or KbFormat.for_filename(upload.name or "")
+        if not fmt:
+            raise forms.ValidationError("Choose the format: the file name does not say it.")
+        try:
+            data["text"] = decode_upload(upload.read())
+        except ValueError as problem:
+            raise forms.ValidationError(f"Cannot read the file: {problem}.") from None
+        data["format"] = KbFormat(fmt)
+        return data
+
+
 @admin.register(FaqEntry)
-class FaqEntryAdmin(admin.ModelAdmin):
+class FaqEntryAdmin(ReindexOnChange):
     list_display = ["question", "site", "language", "tags", "enabled", "updated_at"]
     list_filter = ["site", "language", "enabled"]
     list_editable = ["enabled"]
     search_fields = ["question", "phrasings", "answer", "tags"]
+    change_list_template = "admin/chat/faqentry/change_list.html"
+    actions = ["export_csv", "export_json", "export_markdown"]
+
+    @admin.action(description="Export selected entries as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[FaqEntry]) -> HttpResponse:
+        return self._export(queryset, KbFormat.CSV)
+
+    @admin.action(description="Export selected entries as JSON")
+    def export_json(self, request: HttpRequest, queryset: QuerySet[FaqEntry]) -> HttpResponse:
+        return self._export(queryset, KbFormat.JSON)
+
+    @admin.action(description="Export selected entries as Markdown")
+    def export_markdown(self, request: HttpRequest, queryset: QuerySet[FaqEntry]) -> HttpResponse:
+        return self._export(queryset, KbFormat.MARKDOWN)
+
+    def _export(self, queryset: QuerySet[FaqEntry], fmt: KbFormat) -> HttpResponse:
+        content = knowledge_export(entries=queryset.order_by("pk"), fmt=fmt)
+        return download(content, fmt, "faq-entries")
+
+    def get_urls(self) -> list[URLPattern]:
+        upload = path(
+            "import/",
+            self.admin_site.admin_view(self.import_view),
+            name="chat_faqentry_import",
+        )
+        return [upload, *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload a file into one site's FAQ; the report lists every rejected row by line."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        report: ImportReport | None = None
+        if request.method != "POST":
+            form = KnowledgeImportForm(initial={"site": request.GET.get("site")})
+        else:
+            form = KnowledgeImportForm(request.POST, request.FILES)
+            if form.is_valid():
+                report = self._import(request, form.cleaned_data)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import FAQ entries",
+            "form": form,
+            "report": report,
+            "changelist_url": reverse("admin:chat_faqentry_changelist"),
+        }
+        return TemplateResponse(request, "admin/chat/faqentry/import.html", context)
+
+    def _import(self, request: HttpRequest, data: dict[str, Any]) -> ImportReport:
+        if data["replace"] and not self.has_delete_permission(request):
+            raise PermissionDenied
+        report = knowledge_import(
+            site=data["site"], text=data["text"], fmt=data["format"], replace=data["replace"]
+        )
+        level = messages.WARNING if report.errors else messages.SUCCESS
+        self.message_user(request, f"{data['site']}: {report.summary()}", level)
+        return report
+
+
+@admin.register(Article)
+class ArticleAdmin(ReindexOnChange):
+    list_display = ["title", "site", "language", "tags", "enabled", "updated_at"]
+    list_filter = ["site", "language", "enabled"]
+    search_fields = ["title", "body", "tags"]
+    readonly_fields = ["passages"]
+
+    @admin.display(description="passages the bot retrieves")
+    def passages(self, article: Model) -> str:
+        if not isinstance(article, Article) or article.pk is None:
+            return "Shown after saving."
+        entries = article_knowledge_entries(article)
+        return (
+            format_html_join(
+                "",
+                "<p><strong>{}</strong> ({} chars)<br>{}</p>",
+                ((e.question, len(e.answer), e.answer[:160]) for e in entries),
+            )
+            or "None: the body is empty."
+        )
 
 
 @admin.register(Visitor)

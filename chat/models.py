@@ -55,6 +55,7 @@ class Site(models.Model):
         default=0.45,
         help_text=_("The bot answers at or above this confidence (0–1) and hands off below it."),
     )
+
     class LlmMode(models.TextChoices):
         AUTO = "auto", _("When OPENAI_API_KEY is configured")
         ON = "on", _("On")

@@ -10,4 +10,8 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.console_conversation, name="conversation"),
     path("c/<int:conversation_id>/take/", views.console_take, name="take"),
     path("c/<int:conversation_id>/close/", views.console_close, name="close"),
+    path("review/", views.console_review, name="review"),
+    path("review/draft/", views.console_review_draft, name="review_draft"),
+    path("review/create/", views.console_review_create, name="review_create"),
+    path("review/dismiss/", views.console_review_dismiss, name="review_dismiss"),
 ]

@@ -7,16 +7,17 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from chat import access
+from chat.forms import ReviewEntryForm
 from chat.models import Conversation, Message, Site, normalise_origin
 from chat.protocol import PROTOCOL_VERSION
-from chat.services import conversations
+from chat.services import conversations, review
 
 DEMO_SITE_KEY = "acme-demo"
 
@@ -179,3 +180,82 @@ def _conversation_header(
     if error:
         trigger_client_event(response, "helpdesk:error", {"message": error})
     return response
+
+
+# --- Review list: questions the bot handled badly, turned into FAQ entries -----------------
+
+
+@require_GET
+@console_required
+def console_review(request: HttpRequest) -> HttpResponse:
+    groups = review.review_groups(sites=access.sites_for_user(request.user))
+    return render(
+        request, "console/review.html", {"groups": groups, "agent": access.agent_of(request.user)}
+    )
+
+
+@require_GET
+@console_required
+def console_review_draft(request: HttpRequest) -> HttpResponse:
+    """The new-entry form, prefilled from the group of the ``item`` questions."""
+    sites = access.sites_for_user(request.user)
+    group = review.review_group(sites=sites, refs=request.GET.getlist("item"))
+    if group is None:
+        raise Http404("These questions were reviewed already.")
+    initial = {
+        "site": group.site_id,
+        "items": " ".join(group.refs),
+        "question": group.typical.question.strip(),
+        "phrasings": "\n".join(group.other_questions),
+        "language": group.language,
+    }
+    form = ReviewEntryForm(sites=sites, initial=initial)
+    return _review_form(request, form, group)
+
+
+@require_POST
+@console_required
+def console_review_create(request: HttpRequest) -> HttpResponse:
+    sites = access.sites_for_user(request.user)
+    form = ReviewEntryForm(request.POST, sites=sites)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            entry = review.review_entry_create(
+                site=data["site"],
+                refs=form.refs,
+                question=data["question"],
+                phrasings=data["phrasings"],
+                answer=data["answer"],
+                language=data["language"],
+                tags=data["tags"],
+            )
+        except review.ReviewError as problem:
+            form.add_error("question", str(problem))
+        else:
+            return _review_done(request, f"Added “{entry.question}” to the FAQ of {entry.site}.")
+    return _review_form(request, form, review.review_group(sites=sites, refs=form.refs))
+
+
+@require_POST
+@console_required
+def console_review_dismiss(request: HttpRequest) -> HttpResponse:
+    sites = access.sites_for_user(request.user)
+    count = review.review_dismiss(sites=sites, refs=request.POST.getlist("item"))
+    return _review_done(request, f"Dismissed {count} question{'s' if count != 1 else ''}.")
+
+
+def _review_form(
+    request: HttpRequest, form: ReviewEntryForm, group: review.ReviewGroup | None
+) -> HttpResponse:
+    template = "console/review.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        template += "#entry_form"
+    context = {"form": form, "group": group, "agent": access.agent_of(request.user)}
+    return render(request, template, context)
+
+
+def _review_done(request: HttpRequest, notice: str) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "console/review.html#done", {"notice": notice})
+    return redirect("console:review")
