@@ -13,7 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 1
+# 1: the first version.
+# 2: streaming LLM answers: ``message.streaming``, ``message.delta``, ``message.stream_ended``;
+#    ``message.created`` gains ``citations`` and ``stream_id``.
+PROTOCOL_VERSION = 2
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
 ConversationId = Annotated[int, Field(ge=1, le=2**62)]
@@ -106,6 +109,14 @@ class Source(Frame):
     title: str
 
 
+class Citation(Frame):
+    """An entry an LLM answer was written from, with its text as it was when cited."""
+
+    entry_id: int
+    title: str
+    answer: str
+
+
 class MessageOut(Frame):
     type: Literal["message.created"] = "message.created"
     conversation_id: int
@@ -120,6 +131,38 @@ class MessageOut(Frame):
     source: Source | None = None
     confidence: float | None = None
     ask_feedback: bool = False
+    # LLM answers: the entries cited. Bot answers that followed a ``message.streaming``: the
+    # stream whose bubble this message replaces.
+    citations: list[Citation] = Field(default_factory=list)
+    stream_id: str | None = None
+
+
+class MessageStreaming(Frame):
+    """The bot started writing an answer: show it typing. Not stored, no ``seq``."""
+
+    type: Literal["message.streaming"] = "message.streaming"
+    conversation_id: int
+    stream_id: str
+
+
+class MessageDelta(Frame):
+    """The next piece of the answer ``stream_id``: append ``text`` to what came before."""
+
+    type: Literal["message.delta"] = "message.delta"
+    conversation_id: int
+    stream_id: str
+    text: str
+
+
+class MessageStreamEnded(Frame):
+    """The stream is over: drop its bubble, unless a ``message.created`` replaced it already.
+
+    Answers carry the ``stream_id`` they replace; a hand-off (or a superseded answer) does not.
+    """
+
+    type: Literal["message.stream_ended"] = "message.stream_ended"
+    conversation_id: int
+    stream_id: str
 
 
 class ConversationOut(Frame):

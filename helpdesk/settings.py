@@ -210,6 +210,23 @@ HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
 
+# --- LLM answers (any OpenAI-compatible server) -----------------------------------------
+# Sites in "auto" LLM mode use the model only when a key is set; "on" uses it regardless
+# (a local server may need no key).
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+# Empty means the client's default, https://api.openai.com/v1.
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
+# Seconds one answer may take, retries included; then the bot answers without the model.
+OPENAI_TIMEOUT = env_int("OPENAI_TIMEOUT", 20)
+# Further tries after a rate limit (429), a server error (5xx) or an unreadable reply.
+OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
+if OPENAI_TIMEOUT < 1 or OPENAI_MAX_RETRIES < 0:
+    raise ImproperlyConfigured("OPENAI_TIMEOUT must be at least 1 and OPENAI_MAX_RETRIES >= 0")
+if OPENAI_TIMEOUT >= CELERY_TASK_TIME_LIMIT:
+    # The worker would be killed before the bot could fall back to a retrieval answer.
+    raise ImproperlyConfigured("OPENAI_TIMEOUT must be shorter than CELERY_TASK_TIME_LIMIT")
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

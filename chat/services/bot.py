@@ -1,52 +1,204 @@
-"""The bot's turn: ask the ``bots`` library for a decision and carry it out."""
+"""The bot's turn: ask the ``bots`` library for a decision and carry it out.
+
+With a language model (``chat.services.llm``), the model writes the answer from the top
+retrieved entries, streaming it; when the model fails, the retrieval decision stands in.
+Every turn leaves a ``BotDecision`` row saying what was decided and on which scores.
+"""
 
 from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from django.db.models import Count, Max
 
 import bots
-from chat.models import Conversation, FaqEntry, Message, Site
+from bots.llm import LlmAnswer, LlmClient, LlmError, LlmResult, Passage
+from chat.models import BotDecision, Conversation, FaqEntry, Message, Site
 from chat.services.conversations import conversation_handoff
+from chat.services.llm import AnswerStream, answer_stream, llm_client
 from chat.services.messages import message_post
 
+log = logging.getLogger(__name__)
+
 HISTORY_TURNS = 20
+CANDIDATES = 5  # entries the model sees, and the scores each decision logs
+LLM_HANDOFF = "llm_handoff"  # the hand-off reason when the model calls handoff_to_human
+# Retrieval's verdicts that no model could improve on.
+FINAL_HANDOFFS = {bots.HandoffReason.ASKED_FOR_HUMAN, bots.HandoffReason.NO_KNOWLEDGE}
+
+Candidates = Sequence[tuple[bots.KnowledgeEntry, float]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the turn did, for the decision log.
+
+    A model answer that came too late (an agent took over, the visitor asked again) is an
+    ``answer`` with reason "superseded" and no ``answer_seq``: nothing was posted.
+    """
+
+    outcome: BotDecision.Outcome
+    reason: str = ""
+    entry_id: int | None = None
+    answer_seq: int | None = None
+    used_llm: bool = False
 
 
 def bot_respond(*, conversation_id: int, seq: int) -> None:
     """Answer the visitor message ``seq`` if the bot still leads and nothing newer came."""
+    started = time.monotonic()
     conversation = Conversation.objects.select_related("site").filter(pk=conversation_id).first()
     if conversation is None or not conversation.is_with_bot:
         return
-    latest = (
+    question = _latest_visitor_message(conversation)
+    if question is None or question.seq != seq:
+        return  # a newer visitor message has its own turn coming
+    index = knowledge_index(conversation.site)
+    history = _history(conversation)
+    decision = bots.decide(index=index, history=history, threshold=conversation.site.bot_threshold)
+    candidates = index.search(question.body, k=CANDIDATES)
+    client = llm_client(conversation.site)
+    final = isinstance(decision, bots.Handoff) and decision.reason in FINAL_HANDOFFS
+    if client is None or final or not candidates:
+        outcome = _carry_out(conversation, decision)
+    else:
+        outcome = _ask_model(conversation, client, question, history, candidates, decision)
+    BotDecision.objects.create(
+        conversation=conversation,
+        question_seq=seq,
+        question=question.body,
+        outcome=outcome.outcome,
+        reason=outcome.reason,
+        confidence=round(decision.confidence, 4),
+        scores=[
+            {"entry_id": entry.id, "title": entry.question, "score": round(score, 4)}
+            for entry, score in candidates
+        ],
+        entry_id=outcome.entry_id,
+        answer_seq=outcome.answer_seq,
+        used_llm=outcome.used_llm,
+        latency_ms=round((time.monotonic() - started) * 1000, 1),
+    )
+
+
+def _carry_out(
+    conversation: Conversation, decision: bots.Decision, stream_id: str | None = None
+) -> Outcome:
+    """Post retrieval's answer (replacing the streamed bubble ``stream_id``), or hand off."""
+    if isinstance(decision, bots.Answer):
+        meta = {
+            "entry_id": decision.entry_id,
+            "title": decision.title,
+            "confidence": round(decision.confidence, 4),
+        }
+        if stream_id is not None:
+            meta["stream_id"] = stream_id
+        posted = message_post(
+            conversation=conversation, author=Message.Author.BOT, body=decision.body, meta=meta
+        )
+        return Outcome(
+            BotDecision.Outcome.ANSWER,
+            entry_id=decision.entry_id,
+            answer_seq=posted.message.seq,
+        )
+    conversation_handoff(
+        conversation=conversation,
+        reason=str(decision.reason),
+        confidence=round(decision.confidence, 4),
+    )
+    return Outcome(BotDecision.Outcome.HANDOFF, reason=str(decision.reason))
+
+
+def _ask_model(
+    conversation: Conversation,
+    client: LlmClient,
+    question: Message,
+    history: list[bots.Turn],
+    candidates: Candidates,
+    decision: bots.Decision,
+) -> Outcome:
+    """Stream the model's answer; on any failure, fall back to ``decision``."""
+    passages = [Passage(entry_id=e.id, title=e.question, text=e.answer) for e, _ in candidates]
+    with answer_stream(conversation) as stream:
+        try:
+            result: LlmResult | LlmError = client.compose(
+                question=question.body, history=history, passages=passages, on_delta=stream.send
+            )
+        except LlmError as error:
+            log.log(
+                logging.ERROR if error.permanent else logging.WARNING,
+                "LLM failed on conversation %s (%s): %s; answering from retrieval",
+                conversation.pk,
+                error.kind,
+                error,
+            )
+            result = error
+        # The call took seconds: an agent may have taken over, or the visitor asked again.
+        if not _still_current(conversation, question.seq):
+            return Outcome(BotDecision.Outcome.ANSWER, reason="superseded", used_llm=True)
+        if isinstance(result, LlmError):
+            fallback = _carry_out(conversation, decision, stream_id=stream.id)
+            # A hand-off keeps retrieval's reason (the review queue looks for it); an answer
+            # says why it is retrieval's and not the model's.
+            reason = fallback.reason or f"llm_{result.kind}"
+            return replace(fallback, reason=reason, used_llm=True)
+        if isinstance(result, LlmAnswer):
+            return _post_llm_answer(conversation, result, candidates, stream, client.model)
+        log.info("LLM handed conversation %s over: %s", conversation.pk, result.reason)
+        conversation_handoff(
+            conversation=conversation, reason=LLM_HANDOFF, confidence=round(decision.confidence, 4)
+        )
+        return Outcome(BotDecision.Outcome.HANDOFF, reason=LLM_HANDOFF, used_llm=True)
+
+
+def _post_llm_answer(
+    conversation: Conversation,
+    answer: LlmAnswer,
+    candidates: Candidates,
+    stream: AnswerStream,
+    model: str,
+) -> Outcome:
+    entries = {entry.id: entry for entry, _ in candidates}
+    citations = [
+        {"entry_id": cited.id, "title": cited.question, "answer": cited.answer}
+        for cited in (entries[entry_id] for entry_id in answer.cited_entry_ids)
+    ]
+    posted = message_post(
+        conversation=conversation,
+        author=Message.Author.BOT,
+        body=answer.text,
+        meta={
+            "citations": citations,
+            "stream_id": stream.id,
+            "confidence": round(candidates[0][1], 4),
+            "model": model,
+        },
+    )
+    return Outcome(
+        BotDecision.Outcome.ANSWER,
+        entry_id=answer.cited_entry_ids[0] if answer.cited_entry_ids else None,
+        answer_seq=posted.message.seq,
+        used_llm=True,
+    )
+
+
+def _latest_visitor_message(conversation: Conversation) -> Message | None:
+    return (
         Message.objects.filter(conversation=conversation, author=Message.Author.VISITOR)
+        .only("seq", "body")
         .order_by("-seq")
-        .values_list("seq", flat=True)
         .first()
     )
-    if latest != seq:
-        return  # a newer visitor message has its own turn coming
-    decision = bots.decide(
-        index=knowledge_index(conversation.site),
-        history=_history(conversation),
-        threshold=conversation.site.bot_threshold,
-    )
-    if isinstance(decision, bots.Answer):
-        message_post(
-            conversation=conversation,
-            author=Message.Author.BOT,
-            body=decision.body,
-            meta={
-                "entry_id": decision.entry_id,
-                "title": decision.title,
-                "confidence": round(decision.confidence, 4),
-            },
-        )
-    else:
-        conversation_handoff(
-            conversation=conversation,
-            reason=str(decision.reason),
-            confidence=round(decision.confidence, 4),
-        )
+
+
+def _still_current(conversation: Conversation, seq: int) -> bool:
+    """Whether the bot still leads and ``seq`` is still the visitor's latest, after a slow call."""
+    conversation.refresh_from_db(fields=["status"])
+    latest = _latest_visitor_message(conversation)
+    return conversation.is_with_bot and latest is not None and latest.seq == seq
 
 
 def knowledge_index(site: Site) -> bots.KnowledgeIndex:

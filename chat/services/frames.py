@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from chat.models import Conversation, Message
-from chat.protocol import ConversationOut, MessageOut, Source
+from chat.protocol import Citation, ConversationOut, MessageOut, Source
 
 
 def message_frame(message: Message) -> MessageOut:
@@ -13,6 +13,7 @@ def message_frame(message: Message) -> MessageOut:
     source = None
     if "entry_id" in meta:
         source = Source(entry_id=meta["entry_id"], title=meta.get("title", ""))
+    citations = [Citation(**cited) for cited in meta.get("citations", [])]
     return MessageOut(
         conversation_id=message.conversation_id,
         seq=message.seq,
@@ -23,7 +24,9 @@ def message_frame(message: Message) -> MessageOut:
         created_at=message.created_at.isoformat(),
         source=source,
         confidence=meta.get("confidence"),
-        ask_feedback=message.author == Message.Author.BOT and source is not None,
+        ask_feedback=message.author == Message.Author.BOT and bool(source or citations),
+        citations=citations,
+        stream_id=meta.get("stream_id"),
     )
 
 

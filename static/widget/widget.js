@@ -58,6 +58,8 @@
     status: null, // "bot" | "waiting" | "assigned" | "closed" | null (no conversation yet)
     lastSeq: 0, // every seq up to this one is on screen: the `after_seq` of the next sync
     rendered: new Map(), // seq → element, for the current conversation
+    streams: new Map(), // stream_id → bubble of a bot answer still being written
+    endedStreams: new Set(), // stream_ids replaced or ended: late deltas must not revive them
     outbox: [], // {clientId, body}: sent (or to send) but not acknowledged
     lastTypingSentAt: 0,
     open: !embedded, // a standalone widget is always open
@@ -159,6 +161,7 @@
   function socketClosed(code) {
     state.socket = null;
     state.connected = false;
+    dropStreams(); // their end is lost with the socket; the stored answer comes with the sync
     clearInterval(timers.ping);
     exposeState();
     if (code === CLOSE_FORBIDDEN) return stop();
@@ -238,6 +241,9 @@
     "conversation.updated": onConversationUpdated,
     "typing.started": onTypingStarted,
     "feedback.recorded": onFeedbackRecorded,
+    "message.streaming": onMessageStreaming,
+    "message.delta": onMessageDelta,
+    "message.stream_ended": onMessageStreamEnded,
     error: onError,
     pong: () => {},
   };
@@ -271,6 +277,7 @@
 
   function onMessageCreated(frame) {
     if (!followConversation(frame.conversation_id)) return;
+    if (frame.stream_id) dropStream(frame.stream_id); // the stored answer replaces the streamed one
     if (state.rendered.has(frame.seq)) return;
     const pending = frame.client_id ? pendingBubble(frame.client_id) : null;
     if (pending) {
@@ -282,6 +289,60 @@
     if (frame.author === "agent") hideTyping();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
     markSeen();
+  }
+
+  // A bot answer being written: a bubble that shows the bot typing, then the text as it comes.
+  function onMessageStreaming(frame) {
+    if (!followConversation(frame.conversation_id)) return;
+    streamBubble(frame.stream_id);
+  }
+
+  function onMessageDelta(frame) {
+    if (!followConversation(frame.conversation_id)) return;
+    const bubble = streamBubble(frame.stream_id);
+    if (!bubble) return;
+    const stick = nearEnd();
+    bubble.querySelector(".msg__body").textContent += frame.text;
+    bubble.classList.add("msg--writing");
+    if (stick) scrollToEnd(true);
+  }
+
+  function onMessageStreamEnded(frame) {
+    dropStream(frame.stream_id);
+  }
+
+  function streamBubble(streamId) {
+    if (state.endedStreams.has(streamId)) return null;
+    let bubble = state.streams.get(streamId);
+    if (bubble) return bubble;
+    bubble = element("div", "msg msg--bot msg--streaming");
+    bubble.dataset.author = "bot";
+    bubble.appendChild(element("div", "msg__author", text.assistant));
+    bubble.appendChild(element("div", "msg__body"));
+    const dots = element("div", "msg__typing");
+    dots.setAttribute("role", "img");
+    dots.setAttribute("aria-label", fill(text.typing, text.assistant));
+    [0, 1, 2].forEach(() => dots.appendChild(element("span")));
+    bubble.appendChild(dots);
+    state.streams.set(streamId, bubble);
+    const stick = nearEnd();
+    const firstPending = els.messages.querySelector(".msg--pending");
+    els.messages.insertBefore(bubble, firstPending);
+    if (stick) scrollToEnd(true);
+    return bubble;
+  }
+
+  // Also after a reconnect: the rest of a stream would show a sentence without its start,
+  // so the visitor waits for the stored answer instead.
+  function dropStream(streamId) {
+    const bubble = state.streams.get(streamId);
+    if (bubble) bubble.remove();
+    state.streams.delete(streamId);
+    state.endedStreams.add(streamId);
+  }
+
+  function dropStreams() {
+    Array.from(state.streams.keys()).forEach(dropStream);
   }
 
   function onMessageAck(frame) {
@@ -418,11 +479,27 @@
     if (message.source && message.source.title) {
       bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
     }
+    if (message.citations && message.citations.length) {
+      bubble.appendChild(buildCitations(message.citations));
+    }
     if (message.ask_feedback && botLeads() && !isRated(message.seq)) {
       bubble.appendChild(buildFeedbackPrompt(message.seq));
     }
     if (message.created_at) bubble.title = new Date(message.created_at).toLocaleString();
     return bubble;
+  }
+
+  // "Sources:" and each cited entry's title, opening onto the entry's text.
+  function buildCitations(citations) {
+    const sources = element("div", "msg__source msg__sources");
+    sources.appendChild(element("div", "msg__sources-label", text.sources || text.source));
+    citations.forEach((citation) => {
+      const details = element("details", "msg__citation");
+      details.appendChild(element("summary", "", citation.title));
+      details.appendChild(element("div", "msg__citation-text", citation.answer));
+      sources.appendChild(details);
+    });
+    return sources;
   }
 
   function buildFeedbackPrompt(seq) {
@@ -490,6 +567,7 @@
   function clearHistory() {
     state.rendered.forEach((bubble) => bubble.remove());
     state.rendered.clear();
+    dropStreams();
     els.messages.querySelectorAll(".msg--failed").forEach((bubble) => bubble.remove());
     hideTyping();
   }
