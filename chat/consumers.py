@@ -174,7 +174,7 @@ class WidgetConsumer(ProtocolConsumer):
         headers = dict(self.scope.get("headers", []))
         return visitor_create(
             site=site,
-            language=headers.get(b"accept-language", b"").decode(errors="replace")[:2],
+            accept_language=headers.get(b"accept-language", b"").decode(errors="replace"),
             user_agent=headers.get(b"user-agent", b"").decode(errors="replace"),
         )
 
@@ -191,21 +191,18 @@ class WidgetConsumer(ProtocolConsumer):
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
-        if frame.conversation_id is None:
-            conversation = self.visitor.conversations.open().order_by("-created_at").first()
-            if conversation is None:
-                conversation = conversations.conversation_start(
-                    site=self.site, visitor=self.visitor
-                )
-        else:
+        conversation = None
+        if frame.conversation_id is not None:
             conversation = self.conversation(frame.conversation_id)
-        self.join(visitor_group(conversation.pk))
-        posted = conversations.visitor_message_receive(
-            conversation=conversation, body=body, client_id=frame.client_id
+        posted = conversations.visitor_message_send(
+            visitor=self.visitor, conversation=conversation, body=body, client_id=frame.client_id
         )
         message = posted.message
+        self.join(visitor_group(message.conversation_id))
         self.send_frame(
-            MessageAck(client_id=frame.client_id, conversation_id=conversation.pk, seq=message.seq)
+            MessageAck(
+                client_id=frame.client_id, conversation_id=message.conversation_id, seq=message.seq
+            )
         )
 
     def handoff_request(self, frame: HandoffRequest) -> None:

@@ -210,10 +210,11 @@ class Message(models.Model):
         ordering = ["conversation", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_seq"),
+            # Client ids are the sender's own: a visitor's and an agent's never collide.
             models.UniqueConstraint(
-                fields=["conversation", "client_id"],
+                fields=["conversation", "author", "client_id"],
                 condition=Q(client_id__isnull=False),
-                name="message_unique_client_id",
+                name="message_unique_author_client_id",
             ),
         ]
 

@@ -152,12 +152,12 @@ class Client:
     async def send_raw(self, text: str) -> None:
         await self.ws.send_to(text_data=text)
 
-    async def receive(self, timeout: float = 3) -> dict[str, Any]:
+    async def receive(self, timeout: float = 10) -> dict[str, Any]:
         if self.backlog:
             return self.backlog.pop(0)
         return json.loads(await self.ws.receive_from(timeout=timeout))
 
-    async def expect(self, frame_type: str, timeout: float = 3, **match: Any) -> dict[str, Any]:
+    async def expect(self, frame_type: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         """Next frame of ``frame_type`` (matching ``match``); others stay in the backlog."""
         skipped: list[dict[str, Any]] = []
         try:

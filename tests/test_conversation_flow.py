@@ -142,3 +142,27 @@ async def test_it_lets_exactly_one_of_two_racing_agents_take_a_conversation(site
     assert len(replies) == 1 and replies[0].agent_id == conversation.assignee_id
     for client in [widget, *consoles]:
         await client.close()
+
+
+async def test_it_speaks_to_a_chinese_browser_in_chinese(site):
+    from channels.testing import WebsocketCommunicator
+
+    from helpdesk.asgi import application
+    from tests.conftest import HOST, OWN_ORIGIN, Client
+
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/widget/v1/?site={site.key}",
+        headers=[
+            (b"origin", OWN_ORIGIN.encode()),
+            (b"host", HOST.encode()),
+            (b"accept-language", b"zh-CN,zh;q=0.9,en;q=0.8"),
+        ],
+    )
+    assert (await communicator.connect())[0]
+    widget = Client(communicator)
+    await widget.expect("session.ready")
+    await widget.send(type="message.create", client_id="c1", body="转人工")
+    notice = await widget.expect("message.created", author="system")
+    assert "人工" in notice["body"]
+    await widget.close()

@@ -142,3 +142,72 @@ async def test_it_restores_history_for_a_returning_visitor(site, visitor_a):
     frames = await widget.drain()
     assert [f["author"] for f in frames if f["type"] == "message.created"] == ["visitor", "bot"]
     await widget.close()
+
+
+async def close(conversation_id: int) -> None:
+    from chat.services.conversations import conversation_close
+
+    await database_sync_to_async(
+        lambda: conversation_close(
+            conversation=Conversation.objects.get(pk=conversation_id), by=None
+        )
+    )()
+
+
+async def test_it_does_not_reopen_or_restart_a_closed_conversation_for_a_resend(
+    site, visitor_a, alice
+):
+    conversation_id = await start_with_agent(visitor_a, alice)
+    widget = await widget_for(visitor_a)
+    await widget.send(
+        type="message.create", client_id="c1", body="hi", conversation_id=conversation_id
+    )
+    await widget.expect("message.ack", client_id="c1")
+    await close(conversation_id)
+
+    await widget.send(
+        type="message.create", client_id="c1", body="hi", conversation_id=conversation_id
+    )
+    assert (await widget.expect("message.ack", client_id="c1"))["seq"] == 1
+    await widget.send(type="message.create", client_id="c1", body="hi")  # no conversation_id
+    ack = await widget.expect("message.ack", client_id="c1")
+    assert (ack["conversation_id"], ack["seq"]) == (conversation_id, 1)
+
+    def state() -> tuple[str, int]:
+        return (
+            Conversation.objects.get(pk=conversation_id).status,
+            Conversation.objects.filter(visitor=visitor_a).count(),
+        )
+
+    assert await database_sync_to_async(state)() == ("closed", 1)
+    await widget.close()
+
+
+async def test_it_keeps_visitor_and_agent_client_ids_apart(site, visitor_a, alice):
+    conversation_id = await start_with_agent(visitor_a, alice)
+    console = await console_for(alice.user)
+    widget = await widget_for(visitor_a)
+    await console.send(
+        type="message.create", conversation_id=conversation_id, client_id="x", body="A"
+    )
+    await console.expect("message.ack", client_id="x")
+    await widget.send(
+        type="message.create", conversation_id=conversation_id, client_id="x", body="V"
+    )
+    assert (await widget.expect("message.ack", client_id="x"))["seq"] == 2
+    assert await database_sync_to_async(stored)(conversation_id) == [(1, "A"), (2, "V")]
+    await console.close()
+    await widget.close()
+
+
+async def test_it_reopens_a_closed_conversation_as_the_replying_agents(site, visitor_a, alice):
+    conversation_id = await start_with_agent(visitor_a, alice)
+    await close(conversation_id)
+    console = await console_for(alice.user)
+    await console.send(
+        type="message.create", conversation_id=conversation_id, client_id="a", body="One more thing"
+    )
+    await console.expect("message.ack", client_id="a")
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert (conversation.status, conversation.assignee_id) == ("assigned", alice.pk)
+    await console.close()

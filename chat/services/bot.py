@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from django.db.models import Count, Max
+from django.utils.translation import gettext
 
 import bots
 from bots.llm import LlmAnswer, LlmClient, LlmError, LlmResult, Passage
@@ -104,6 +105,20 @@ def _carry_out(
             entry_id=decision.entry_id,
             answer_seq=posted.message.seq,
         )
+    if isinstance(decision, bots.Clarify):
+        # meta["clarify"] is for the widget's quick-reply buttons; each should send its title
+        # back as the visitor's message, which the bot then answers with that entry.
+        posted = message_post(
+            conversation=conversation,
+            author=Message.Author.BOT,
+            body=gettext("Did you mean: %(titles)s?")
+            % {"titles": " / ".join(title for _, title in decision.candidates)},
+            meta={
+                "clarify": [{"entry_id": i, "title": t} for i, t in decision.candidates],
+                "confidence": round(decision.confidence, 4),
+            },
+        )
+        return Outcome(BotDecision.Outcome.CLARIFY, answer_seq=posted.message.seq)
     conversation_handoff(
         conversation=conversation,
         reason=str(decision.reason),
@@ -220,4 +235,12 @@ def _entry(entry: FaqEntry) -> bots.KnowledgeEntry:
 
 def _history(conversation: Conversation) -> list[bots.Turn]:
     rows = Message.objects.filter(conversation=conversation).order_by("-seq")[:HISTORY_TURNS]
-    return [bots.Turn(role=m.author, body=m.body) for m in reversed(rows)]  # type: ignore[arg-type]
+    return [
+        bots.Turn(
+            role=m.author,  # type: ignore[arg-type]
+            body=m.body,
+            entry_id=m.meta.get("entry_id") if isinstance(m.meta, dict) else None,
+            helpful=m.helpful,
+        )
+        for m in reversed(rows)
+    ]

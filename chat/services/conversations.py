@@ -31,6 +31,28 @@ def conversation_start(*, site: Site, visitor: Visitor, page_url: str = "") -> C
     return conversation
 
 
+def visitor_message_send(
+    *, visitor: Visitor, conversation: Conversation | None, body: str, client_id: str
+) -> Posted:
+    """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one.
+
+    A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
+    """
+    stored = (
+        Message.objects.select_related("conversation__visitor", "agent")
+        .filter(conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id)
+        .first()
+    )
+    if stored is not None:
+        return Posted(stored, created=False)
+    with transaction.atomic():
+        if conversation is None:
+            conversation = visitor.conversations.open().order_by("-created_at").first()
+        if conversation is None:
+            conversation = conversation_start(site=visitor.site, visitor=visitor)
+        return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
+
+
 def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
     """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
     with transaction.atomic():
@@ -55,9 +77,12 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
 def agent_message_post(
     *, conversation: Conversation, agent: Agent, body: str, client_id: str
 ) -> Posted:
-    """An agent replies; replying to an unassigned conversation takes it first."""
+    """An agent replies. Replying to an unassigned conversation takes it first; replying to a
+    closed one reopens it as the replying agent's."""
     with transaction.atomic():
-        if conversation.assignee_id != agent.pk:
+        if not conversation.is_open:
+            _reopen(conversation, assignee=agent)
+        elif conversation.assignee_id != agent.pk:
             conversation_take(conversation=conversation, agent=agent)
         return message_post(
             conversation=conversation,
@@ -158,19 +183,23 @@ def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> M
     return message
 
 
-def _reopen(conversation: Conversation) -> None:
-    status = (
-        Conversation.Status.BOT if conversation.site.bot_enabled else Conversation.Status.WAITING
-    )
+def _reopen(conversation: Conversation, assignee: Agent | None = None) -> None:
+    if assignee is not None:
+        status = Conversation.Status.ASSIGNED
+    elif conversation.site.bot_enabled:
+        status = Conversation.Status.BOT
+    else:
+        status = Conversation.Status.WAITING
     Conversation.objects.filter(pk=conversation.pk).update(
         status=status,
-        assignee=None,
+        assignee=assignee,
         closed_at=None,
         handoff_reason="",
         queued_at=timezone.now() if status == Conversation.Status.WAITING else None,
     )
     conversation.refresh_from_db()
     _announce(conversation)
+    _announce_queue(conversation.site_id)
 
 
 def _conversation_language(conversation: Conversation) -> str:

@@ -33,7 +33,7 @@ def message_post(
     Sending the same ``client_id`` again returns the stored message instead of a copy.
     """
     if client_id is not None:
-        existing = _by_client_id(conversation, client_id)
+        existing = _by_client_id(conversation, author, client_id)
         if existing is not None:
             return Posted(existing, created=False)
     try:
@@ -41,7 +41,7 @@ def message_post(
             message = _insert(conversation, author, body, client_id, agent, meta or {})
     except IntegrityError:
         # Two sockets raced with the same client_id; the other one stored it.
-        existing = _by_client_id(conversation, client_id) if client_id else None
+        existing = _by_client_id(conversation, author, client_id) if client_id else None
         if existing is None:
             raise
         return Posted(existing, created=False)
@@ -75,10 +75,12 @@ def _insert(
     return message
 
 
-def _by_client_id(conversation: Conversation, client_id: str) -> Message | None:
+def _by_client_id(
+    conversation: Conversation, author: Message.Author, client_id: str
+) -> Message | None:
     return (
         Message.objects.select_related("agent", "conversation__visitor")
-        .filter(conversation=conversation, client_id=client_id)
+        .filter(conversation=conversation, author=author, client_id=client_id)
         .first()
     )
 

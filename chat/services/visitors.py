@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.utils.translation import get_supported_language_variant
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chat.models import Site, Visitor
 
@@ -16,8 +18,22 @@ class BadToken(Exception):
     """The token is forged, for another site, or expired."""
 
 
-def visitor_create(*, site: Site, language: str = "", user_agent: str = "") -> Visitor:
-    return Visitor.objects.create(site=site, language=language[:10], user_agent=user_agent[:300])
+def visitor_create(*, site: Site, accept_language: str = "", user_agent: str = "") -> Visitor:
+    return Visitor.objects.create(
+        site=site, language=supported_language(accept_language), user_agent=user_agent[:300]
+    )
+
+
+def supported_language(accept_language: str) -> str:
+    """The first language of an Accept-Language header that we speak ("zh-CN" → "zh-hans")."""
+    for code, _quality in parse_accept_lang_header(accept_language[:500]):
+        if code == "*":
+            continue
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return ""
 
 
 def visitor_token(visitor: Visitor) -> str:
