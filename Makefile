@@ -31,6 +31,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy chat bots helpdesk
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Browser tests need Debian's chromium + chromium-driver; install them when we can.

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Conversation, Site, Visitor
+from chat.models import Agent, Conversation, ConversationQuerySet, Site, Visitor
 
 
 class NotFound(Exception):
     """No such conversation, or not one this person may see (the two look the same)."""
 
 
-def agent_of(user: AbstractBaseUser | AnonymousUser) -> Agent | None:
+def agent_of(user: User | AnonymousUser) -> Agent | None:
     if not user.is_authenticated:
         return None
     return Agent.objects.filter(user=user).first()
 
 
-def is_console_user(user: AbstractBaseUser | AnonymousUser) -> bool:
+def is_console_user(user: User | AnonymousUser) -> bool:
     return bool(user.is_authenticated and (user.is_superuser or agent_of(user) is not None))
 
 
-def sites_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Site]:
+def sites_for_user(user: User | AnonymousUser) -> QuerySet[Site]:
     if not user.is_authenticated:
         return Site.objects.none()
     if user.is_superuser:
@@ -30,7 +30,7 @@ def sites_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Site]:
     return Site.objects.filter(teams__agents__user=user).distinct()
 
 
-def conversations_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Conversation]:
+def conversations_for_user(user: User | AnonymousUser) -> ConversationQuerySet:
     """Admins see everything; an agent sees their teams' sites, minus other teams' work."""
     if not user.is_authenticated:
         return Conversation.objects.none()
@@ -46,9 +46,7 @@ def conversations_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[C
     )
 
 
-def conversation_for_user(
-    *, user: AbstractBaseUser | AnonymousUser, conversation_id: int
-) -> Conversation:
+def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:
     conversation = (
         conversations_for_user(user)
         .select_related("site", "visitor", "assignee", "team")

@@ -266,7 +266,7 @@ class VisitorAdmin(admin.ModelAdmin):
 class MessageInline(admin.TabularInline):
     model = Message
     fields = ["seq", "author", "agent", "body", "meta", "helpful", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ["seq", "author", "agent", "body", "meta", "helpful", "created_at"]
     extra = 0
     can_delete = False
     ordering = ["seq"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
@@ -78,20 +78,23 @@ def _queue_context(request: HttpRequest) -> dict[str, object]:
         .order_by("seq")
         .values("body")[:1]
     )
-    visible = (
-        access.conversations_for_user(request.user)
-        .select_related("visitor", "site", "assignee")
-        .annotate(first_message=Subquery(first_message))
-    )
+    visible = access.conversations_for_user(request.user)
     agent = access.agent_of(request.user)
     mine = (
         visible.filter(assignee=agent, status=Conversation.Status.ASSIGNED)
         if agent
         else visible.none()
     )
+
+    def rows(conversations: QuerySet[Conversation]) -> list[Conversation]:
+        preview = conversations.select_related("visitor", "site", "assignee").annotate(
+            first_message=Subquery(first_message)
+        )
+        return list(preview[:200])
+
     return {
-        "waiting": list(visible.waiting()[:200]),
-        "mine": list(mine.order_by("-assigned_at")[:200]),
+        "waiting": rows(visible.waiting()),
+        "mine": rows(mine.order_by("-assigned_at")),
         "agent": agent,
     }
 

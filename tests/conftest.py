@@ -70,6 +70,12 @@ def eager_celery() -> Iterator[None]:
     celery_app.conf.task_always_eager = previous
 
 
+@pytest.fixture(autouse=True)
+def no_llm_unless_asked(settings: Any) -> None:
+    """A developer's OPENAI_API_KEY must not send the suite's questions to a real model."""
+    settings.OPENAI_API_KEY = ""
+
+
 @pytest.fixture
 def site(db: None) -> Site:
     acme = Site.objects.create(name="Acme", allowed_origins="https://shop.acme.test")

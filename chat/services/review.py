@@ -33,7 +33,7 @@ from chat.knowledge.rows import FaqRow
 from chat.models import BotDecision, FaqEntry, Message, Site
 from chat.services.knowledge import knowledge_reindex_after_commit
 
-REVIEW_REASONS = ("low_confidence", "no_knowledge")
+REVIEW_REASONS = ("low_confidence", "no_knowledge", "llm_handoff")
 MAX_ITEMS = 500  # the most recent ones; older ones show once these are reviewed
 SIMILARITY = 0.3
 

@@ -46,9 +46,9 @@ def visitor_from_token(*, site: Site, token: str) -> Visitor:
         data = signing.loads(token, salt=TOKEN_SALT, max_age=max_age)
     except signing.BadSignature:
         raise BadToken from None
-    if not isinstance(data, dict) or data.get("s") != site.pk:
+    if not isinstance(data, dict) or data.get("s") != site.pk or not isinstance(data.get("v"), str):
         raise BadToken
-    visitor = Visitor.objects.filter(site=site, public_id=data.get("v")).first()
+    visitor = Visitor.objects.filter(site=site, public_id=data["v"]).first()
     if visitor is None:
         raise BadToken
     return visitor

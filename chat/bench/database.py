@@ -1,0 +1,144 @@
+"""The throwaway database the product is measured on, and what is seeded into it.
+
+The user's own database is never written: on SQLite the benchmark migrates a temporary file,
+on PostgreSQL a database ``helpdesk_bench`` that it creates, migrates and drops again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connections, transaction
+from django.test import Client
+from django.utils import timezone
+
+from chat.models import Agent, Conversation, Site, Team, Visitor
+from chat.services.visitors import visitor_token
+
+BENCH_DB = "helpdesk_bench"
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One seeded conversation: its id and the token of the visitor it belongs to."""
+
+    conversation_id: int
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class Seed:
+    site_key: str
+    seats: list[Seat]
+    # ``Cookie`` header that logs a console socket in as the bench agent.
+    cookie: str
+
+
+@contextmanager
+def bench_database(pg_name: str = BENCH_DB) -> Iterator[dict[str, str]]:
+    """Point the default connection at a fresh, migrated database; drop it afterwards.
+
+    Yields the environment that points a server process at the same database.
+    """
+    connection = connections["default"]
+    vendor = connection.vendor
+    original_name = connection.settings_dict["NAME"]
+    connection.close()
+    tmpdir = ""
+    if vendor == "sqlite":
+        tmpdir = tempfile.mkdtemp(prefix="helpdesk-bench-")
+        name = str(Path(tmpdir) / "bench.sqlite3")
+        env = {"SQLITE_PATH": name}
+    elif vendor == "postgresql":
+        if original_name == pg_name:
+            raise CommandError(f"{pg_name} is the benchmark's throwaway database; use another")
+        name = pg_name
+        _postgres_create(name)
+        env = {"DATABASE_URL": _postgres_url(name)}
+    else:
+        raise CommandError(f"bench_chat knows SQLite and PostgreSQL, not {vendor}")
+    # The same swap Django's test runner makes for its test database.
+    connection.settings_dict["NAME"] = name
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        yield env
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = original_name
+        if vendor == "postgresql":
+            _postgres_drop(name, force=True)
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _postgres_create(name: str) -> None:
+    # A run that was killed leaves its database behind: ours by name, so drop it; but one
+    # still in use belongs to a run that is going on, and is left alone.
+    try:
+        _postgres_drop(name, force=False)
+    except DatabaseError as error:
+        raise CommandError(f"{name} is in use: is another bench_chat running? ({error})") from None
+    with connections["default"]._nodb_cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+
+
+def _postgres_drop(name: str, *, force: bool) -> None:
+    # _nodb_cursor is how Django's own test runner creates and drops its database.
+    with connections["default"]._nodb_cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if force else ""))
+
+
+def _postgres_url(name: str) -> str:
+    db = connections["default"].settings_dict
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{name}"
+
+
+@transaction.atomic
+def seed(conversations: int) -> Seed:
+    """A site, an agent in its team, and conversations already assigned to that agent.
+
+    Assigned, so the bot is not in the path: a visitor's message goes straight to the agent.
+    """
+    site = Site.objects.create(name="Bench", allowed_origins="http://127.0.0.1", bot_enabled=False)
+    team = Team.objects.create(site=site, name="Bench")
+    user = get_user_model().objects.create(username="bench-agent")
+    user.set_unusable_password()
+    user.save()
+    agent = Agent.objects.create(user=user, display_name="Bench Agent")
+    agent.teams.set([team])
+    visitors = Visitor.objects.bulk_create(
+        Visitor(site=site, name=f"Visitor {i}", language="en") for i in range(conversations)
+    )
+    now = timezone.now()
+    rows = Conversation.objects.bulk_create(
+        Conversation(
+            site=site,
+            visitor=visitor,
+            team=team,
+            status=Conversation.Status.ASSIGNED,
+            assignee=agent,
+            assigned_at=now,
+        )
+        for visitor in visitors
+    )
+    seats = [
+        Seat(conversation_id=row.pk, token=visitor_token(visitor))
+        for row, visitor in zip(rows, visitors, strict=True)
+    ]
+    browser = Client()
+    browser.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    return Seed(site_key=site.key, seats=seats, cookie=cookie)
