@@ -16,8 +16,8 @@ def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
             sys.executable,
             "-c",
             "import django; django.setup(); from django.conf import settings; "
-            "print(settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'], "
-            "settings.CELERY_TASK_ALWAYS_EAGER)",
+            "print(settings.DATABASES['default']['ENGINE'], "
+            "settings.CHANNEL_LAYERS['default']['BACKEND'], settings.CELERY_TASK_ALWAYS_EAGER)",
         ],
         cwd=ROOT,
         env={**clean, "DJANGO_SETTINGS_MODULE": "helpdesk.settings", **env},
