@@ -9,6 +9,7 @@ bigrams still overlap.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -59,12 +60,18 @@ _jieba_lock = threading.Lock()
 def tokenize(text: str) -> list[str]:
     """Search tokens of ``text``, in order, duplicates kept (BM25 counts them in documents)."""
     tokens: list[str] = []
-    for run in _WORD_OR_HAN.findall(_normalize(text)):
+    for run in _WORD_OR_HAN.findall(normalize(text)):
         if _HAN.match(run):
             tokens.extend(_chinese_tokens(run))
         elif run not in ENGLISH_STOP_WORDS:
             tokens.append(_singular(run))
     return tokens
+
+
+def word_ngrams(text: str) -> list[str]:
+    """Search tokens and the pairs of neighbouring ones: "card" "arrive" "card arrive"."""
+    tokens = tokenize(text)
+    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
 
 
 def word_importance(word: str) -> float:
@@ -87,7 +94,8 @@ def word_variants(word: str) -> list[str]:
     return variants
 
 
-def _normalize(text: str) -> str:
+def normalize(text: str) -> str:
+    """Lowercase, full-width folded to ASCII, apostrophes gone: the form every signal reads."""
     # NFKC folds full-width letters and digits, which Chinese keyboards type, into ASCII.
     # "where's" is "where", "can't" is "cant" (a stop word).
     text = unicodedata.normalize("NFKC", text).lower()

@@ -1,6 +1,7 @@
-"""The FAQ bot library: retrieval, confidence and the answer-or-handoff decision.
+"""The FAQ bot library: retrieval, confidence and the answer, clarify or hand-off decision.
 
-Pure Python: nothing here touches Django or the database.
+Pure Python: nothing here touches Django or the database. The index embeds with the real
+bundled sentence encoder (loaded once, ~2 s), so these tests check what visitors would get.
 """
 
 # Chinese text is written with full-width punctuation, and visitors type full-width letters.
@@ -14,11 +15,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from bots import (
+    DEFAULT_CLARIFY_THRESHOLD,
     DEFAULT_THRESHOLD,
     Answer,
+    Candidate,
+    Clarify,
     Decision,
     Handoff,
     HandoffReason,
@@ -189,8 +195,18 @@ def empty_cache() -> Iterator[None]:
     clear_index_cache()
 
 
-def ask(index: KnowledgeIndex, message: str, threshold: float = DEFAULT_THRESHOLD) -> Decision:
-    return decide(index=index, history=[Turn(role="visitor", body=message)], threshold=threshold)
+def ask(
+    index: KnowledgeIndex,
+    message: str,
+    threshold: float = DEFAULT_THRESHOLD,
+    clarify: float = DEFAULT_CLARIFY_THRESHOLD,
+) -> Decision:
+    return decide(
+        index=index,
+        history=[Turn(role="visitor", body=message)],
+        threshold=threshold,
+        clarify_threshold=clarify,
+    )
 
 
 # Answering
@@ -257,12 +273,11 @@ def test_it_answers_with_the_entry_question_as_title_and_its_answer_as_body(
 ) -> None:
     decision = ask(index, "How do I reset my password?")
 
-    assert decision == Answer(
-        entry_id=RESET_PASSWORD.id,
-        title="How do I reset my password?",
-        body=RESET_PASSWORD.answer,
-        confidence=pytest.approx(1.0),
-    )
+    assert isinstance(decision, Answer)
+    assert decision.entry_id == RESET_PASSWORD.id
+    assert decision.title == "How do I reset my password?"
+    assert decision.body == RESET_PASSWORD.answer
+    assert decision.confidence >= 0.95
 
 
 def test_it_matches_regardless_of_case_width_and_plurals(index: KnowledgeIndex) -> None:
@@ -291,8 +306,10 @@ def test_it_answers_at_exactly_the_threshold_and_hands_off_just_below(
     [(_, confidence)] = index.search("do you take apple pay", k=1)
 
     assert isinstance(ask(index, "do you take apple pay", threshold=confidence), Answer)
-    below = ask(index, "do you take apple pay", threshold=confidence + 0.01)
-    assert below == Handoff(reason=HandoffReason.LOW_CONFIDENCE, confidence=confidence)
+    below = ask(index, "do you take apple pay", threshold=confidence + 0.01, clarify=1.1)
+    assert isinstance(below, Handoff)
+    assert below.reason == HandoffReason.LOW_CONFIDENCE
+    assert below.confidence == confidence
 
 
 # Handing off
@@ -319,6 +336,7 @@ def test_it_hands_off_questions_the_knowledge_base_does_not_cover(
     assert isinstance(decision, Handoff)
     assert decision.reason == HandoffReason.LOW_CONFIDENCE
     assert decision.confidence < 0.3
+    assert decision.scores[0].score == decision.confidence  # what the agent sees
 
 
 @pytest.mark.parametrize(
@@ -385,6 +403,137 @@ def test_it_hands_off_when_no_visitor_has_spoken_yet(index: KnowledgeIndex) -> N
     decision = decide(index=index, history=history, threshold=DEFAULT_THRESHOLD)
 
     assert decision == Handoff(reason=HandoffReason.LOW_CONFIDENCE, confidence=0.0)
+
+
+# Clarifying, repeating, scores
+
+
+CANCEL_SUBSCRIPTION = entry(
+    31,
+    "How do I cancel my subscription?",
+    "Open Account, then Subscription, and choose Cancel.",
+    "Cancel a subscription",
+    "Stop my subscription",
+)
+CANCEL_AN_ORDER = entry(
+    30, "How do I cancel my order?", "Open Orders and choose Cancel.", "Cancel an order"
+)
+
+
+def test_it_asks_which_entry_the_visitor_means_when_two_fit_about_equally() -> None:
+    index = KnowledgeIndex.build(
+        [CANCEL_AN_ORDER, CANCEL_SUBSCRIPTION, SHIPPING_TIME, RESET_PASSWORD, PAYMENT_METHODS]
+    )
+
+    decision = ask(index, "cancel")
+
+    assert isinstance(decision, Clarify), decision
+    assert set(decision.candidates) == {
+        (CANCEL_AN_ORDER.id, CANCEL_AN_ORDER.question),
+        (CANCEL_SUBSCRIPTION.id, CANCEL_SUBSCRIPTION.question),
+    }
+    assert decision.candidates[0][0] == decision.scores[0].entry_id
+    # The button sends the title back, and that answers.
+    picked = ask(index, CANCEL_SUBSCRIPTION.question)
+    assert isinstance(picked, Answer)
+    assert picked.entry_id == CANCEL_SUBSCRIPTION.id
+
+
+def test_it_attaches_the_best_candidates_with_their_scores_to_every_decision(
+    index: KnowledgeIndex,
+) -> None:
+    answered = ask(index, "how long does it take to get my refund")
+    handed_off = ask(index, "can I order a pizza")
+
+    for decision in (answered, handed_off):
+        scores = [candidate.score for candidate in decision.scores]
+        assert 1 < len(scores) <= 5
+        assert scores == sorted(scores, reverse=True)
+        assert scores[0] == decision.confidence
+    assert answered.scores[0] == Candidate(
+        entry_id=REFUND_TIME.id, title=REFUND_TIME.question, score=answered.confidence
+    )
+    assert answered.scores[0].as_json() == {
+        "entry_id": REFUND_TIME.id,
+        "title": REFUND_TIME.question,
+        "score": round(answered.confidence, 4),
+    }
+
+
+def test_it_hands_off_a_question_it_has_already_answered_in_the_conversation(
+    index: KnowledgeIndex,
+) -> None:
+    history = [
+        Turn(role="visitor", body="How long does shipping take?"),
+        Turn(role="bot", body=SHIPPING_TIME.answer, entry_id=SHIPPING_TIME.id),
+        Turn(role="visitor", body="ok but how many days until my package arrives??"),
+    ]
+
+    decision = decide(index=index, history=history)
+
+    assert isinstance(decision, Handoff)
+    assert decision.reason == HandoffReason.REPEATED
+    assert decision.scores[0].entry_id == SHIPPING_TIME.id
+
+
+def test_it_still_answers_a_new_question_after_an_earlier_answer(index: KnowledgeIndex) -> None:
+    history = [
+        Turn(role="visitor", body="How long does shipping take?"),
+        Turn(role="bot", body=SHIPPING_TIME.answer, entry_id=SHIPPING_TIME.id, helpful=False),
+        Turn(role="visitor", body="How do I reset my password?"),
+    ]
+
+    decision = decide(index=index, history=history)
+
+    assert isinstance(decision, Answer)
+    assert decision.entry_id == RESET_PASSWORD.id
+
+
+def test_it_hands_off_after_two_answers_were_marked_unhelpful(index: KnowledgeIndex) -> None:
+    history = [
+        Turn(role="visitor", body="How long does shipping take?"),
+        Turn(role="bot", body=SHIPPING_TIME.answer, entry_id=SHIPPING_TIME.id, helpful=False),
+        Turn(role="visitor", body="What is your return policy?"),
+        Turn(role="bot", body=RETURN_POLICY.answer, entry_id=RETURN_POLICY.id, helpful=False),
+        Turn(role="visitor", body="How do I reset my password?"),
+    ]
+
+    decision = decide(index=index, history=history)
+
+    assert decision == Handoff(reason=HandoffReason.UNHELPFUL, confidence=0.0)
+
+
+# The embedding backend
+
+
+class LetterEmbedder:
+    """A stand-in backend: counts letters, so only spelling makes texts alike."""
+
+    name = "letters"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.calls.append(list(texts))
+        vectors = np.zeros((len(texts), 26), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for letter in text.lower():
+                if "a" <= letter <= "z":
+                    vectors[row, ord(letter) - ord("a")] += 1
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+
+def test_it_embeds_entries_and_questions_with_the_backend_it_was_built_with() -> None:
+    embedder = LetterEmbedder()
+
+    index = KnowledgeIndex.build([SHIPPING_TIME, RESET_PASSWORD], embedder=embedder)
+    found = index.search("I forgot my password")
+
+    assert index.embedder is embedder
+    assert SHIPPING_TIME.question in embedder.calls[0]
+    assert embedder.calls[-1] == ["I forgot my password"]
+    assert found[0][0] == RESET_PASSWORD
 
 
 # Recognising a request for a person
@@ -462,9 +611,11 @@ def test_it_counts_every_entry_even_those_with_nothing_to_index() -> None:
 def test_it_searches_a_knowledge_base_of_one_entry() -> None:
     index = KnowledgeIndex.build([RESET_PASSWORD])
 
-    assert index.search("How do I reset my password?") == [(RESET_PASSWORD, pytest.approx(1.0))]
+    [(found, confidence)] = index.search("How do I reset my password?")
+    assert found == RESET_PASSWORD
+    assert confidence >= 0.8  # with nothing to tell apart, similarity alone vouches for it
     assert index.search("reset my password")[0][1] >= DEFAULT_THRESHOLD
-    assert index.search("weather on mars") == []
+    assert index.search("weather on mars")[0][1] < 0.3
 
 
 def test_it_searches_a_knowledge_base_whose_entries_are_all_empty() -> None:
@@ -474,30 +625,30 @@ def test_it_searches_a_knowledge_base_whose_entries_are_all_empty() -> None:
     assert ask(index, "anything") == Handoff(reason=HandoffReason.LOW_CONFIDENCE, confidence=0.0)
 
 
-def test_it_builds_a_thousand_entries_in_well_under_a_second_and_searches_in_milliseconds() -> None:
+def test_it_builds_a_thousand_entries_in_seconds_and_answers_well_under_30_ms() -> None:
     entries = [
         entry(
             i,
             f"How do I use feature {i} with plan {i % 7}?",
             f"Feature {i} is available on plan {i % 7}; open settings and switch it on. " * 3,
-            f"feature{i} setup",
             f"enable feature {i}",
             f"功能{i}怎么开启",
         )
         for i in range(1000)
     ]
-    KnowledgeIndex.build(entries[:1])  # load jieba's dictionary once, outside the timing
+    KnowledgeIndex.build(entries[:2])  # load the encoder and jieba once, outside the timing
 
     started = time.perf_counter()
     index = KnowledgeIndex.build(entries)
     built = time.perf_counter() - started
-    started = time.perf_counter()
-    for i in range(100):
-        index.search(f"how can I enable feature {i} on my plan")
-    per_query = (time.perf_counter() - started) / 100
+    timings = []
+    for i in range(50):
+        started = time.perf_counter()
+        ask(index, f"how can I enable feature {i} on my plan")
+        timings.append(time.perf_counter() - started)
 
-    assert built < 1.0
-    assert per_query < 0.010
+    assert built < 20.0
+    assert sorted(timings)[-3] < 0.030  # p95; `python -m bots.bench` times 10,000 entries
     assert index.search("how can I enable feature 42")[0][0].id == 42
 
 
@@ -542,7 +693,8 @@ def test_it_keeps_sites_apart() -> None:
     globex = index_for((2, "v1"), Loader([RETURN_POLICY]))
 
     assert acme.search("shipping")[0][0] == SHIPPING_TIME
-    assert globex.search("shipping") == []
+    assert acme.search("shipping")[0][1] >= DEFAULT_THRESHOLD
+    assert globex.search("shipping")[0][1] < DEFAULT_THRESHOLD
 
 
 def test_it_forgets_the_least_recently_used_index_beyond_its_size() -> None:
