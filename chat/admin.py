@@ -96,7 +96,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "user", "team_names"]
+    list_display = ["display_name", "user", "team_names", "status", "capacity"]
     list_filter = ["teams__site", "teams"]
     search_fields = ["display_name", "user__username", "user__email"]
     filter_horizontal = ["teams"]

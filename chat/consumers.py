@@ -13,11 +13,12 @@ from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from chat import access
+from chat import access, ratelimit
 from chat.models import Agent, Conversation, Site, Visitor
 from chat.protocol import (
     CLOSE_BAD_TOKEN,
     CLOSE_FORBIDDEN,
+    CLOSE_RATE_LIMITED,
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
@@ -37,14 +38,25 @@ from chat.protocol import (
     TypingStart,
     TypingStarted,
     VisitorOut,
+    VisitorUpdate,
+    VisitorUpdated,
     dump,
     parse_frame,
 )
-from chat.realtime import agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations
+from chat.ratelimit import RateLimited
+from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
+from chat.services import conversations, presence
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
-from chat.services.visitors import BadToken, visitor_create, visitor_from_token, visitor_token
+from chat.services.queue import queue_place
+from chat.services.visitors import (
+    BadToken,
+    InvalidEmail,
+    visitor_contact_set,
+    visitor_create,
+    visitor_from_token,
+    visitor_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,8 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
         except conversations.Conflict as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
+        except RateLimited as limited:
+            self.send_json(rate_limited_error(limited, ref).frame())
         except Exception:
             log.exception("frame failed")
             self.send_error(
@@ -147,6 +161,7 @@ class WidgetConsumer(ProtocolConsumer):
             FeedbackCreate: self.feedback_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
+            VisitorUpdate: self.visitor_update,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -158,6 +173,10 @@ class WidgetConsumer(ProtocolConsumer):
             visitor = self.visitor_for(site, query.get("token", ""))
         except BadToken:
             return self.refuse(ErrorCode.BAD_TOKEN, _("Your session has expired."), CLOSE_BAD_TOKEN)
+        except RateLimited as limited:
+            self.accept()
+            self.send_json(rate_limited_error(limited).frame())
+            return self.close(code=CLOSE_RATE_LIMITED)
         self.site, self.visitor = site, visitor
         self.accept()
         latest = visitor.conversations.order_by("-created_at").first()
@@ -171,6 +190,7 @@ class WidgetConsumer(ProtocolConsumer):
     def visitor_for(self, site: Site, token: str) -> Visitor:
         if token:
             return visitor_from_token(site=site, token=token)
+        ratelimit.session_start_hit(site_id=site.pk, ip=client_ip(self.scope))
         headers = dict(self.scope.get("headers", []))
         return visitor_create(
             site=site,
@@ -188,14 +208,23 @@ class WidgetConsumer(ProtocolConsumer):
         self.join(visitor_group(conversation.pk))
         self.send_frame(conversation_frame(conversation))
         self.sync_history(conversation, frame.after_seq)
+        self.send_queue_place(conversation)
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
         conversation = None
         if frame.conversation_id is not None:
             conversation = self.conversation(frame.conversation_id)
+        ratelimit.message_hit(
+            site_id=self.site.pk, visitor_id=self.visitor.pk, ip=client_ip(self.scope)
+        )
         posted = conversations.visitor_message_send(
-            visitor=self.visitor, conversation=conversation, body=body, client_id=frame.client_id
+            visitor=self.visitor,
+            conversation=conversation,
+            body=body,
+            client_id=frame.client_id,
+            team_id=frame.team_id,
+            on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
         self.join(visitor_group(message.conversation_id))
@@ -204,6 +233,22 @@ class WidgetConsumer(ProtocolConsumer):
                 client_id=frame.client_id, conversation_id=message.conversation_id, seq=message.seq
             )
         )
+        if posted.created:  # a new conversation straight to the queue: its first place
+            self.send_queue_place(message.conversation)
+
+    def send_queue_place(self, conversation: Conversation) -> None:
+        place = queue_place(conversation)
+        if place is not None:
+            self.send_frame(place.frame())
+
+    def visitor_update(self, frame: VisitorUpdate) -> None:
+        try:
+            visitor = visitor_contact_set(visitor=self.visitor, email=frame.email, name=frame.name)
+        except InvalidEmail:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("Please enter a valid e-mail address.")
+            ) from None
+        self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
 
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)
@@ -250,8 +295,23 @@ class ConsoleConsumer(ProtocolConsumer):
         self.accept()
         for site_id in access.sites_for_user(user).values_list("id", flat=True):
             self.join(site_agents_group(site_id))
+        if self.agent is not None:
+            self.join(agent_group(self.agent.pk))
         agent_out = AgentOut(id=self.agent.pk, name=self.agent.display_name) if self.agent else None
         self.send_frame(SessionReady(agent=agent_out))
+        if self.agent is not None:
+            presence.agent_connected(agent=self.agent, channel_name=self.channel_name)
+
+    def disconnect(self, code: int) -> None:
+        super().disconnect(code)
+        agent: Agent | None = getattr(self, "agent", None)  # None too when refused at connect
+        if agent is not None:
+            presence.agent_disconnected(agent=agent, channel_name=self.channel_name)
+
+    def ping(self, frame: Ping) -> None:
+        if self.agent is not None:  # the heartbeat that keeps the agent online
+            presence.agent_heartbeat(agent=self.agent, channel_name=self.channel_name)
+        super().ping(frame)
 
     def conversation(self, conversation_id: int) -> Conversation:
         return access.conversation_for_user(user=self.user, conversation_id=conversation_id)
@@ -298,3 +358,18 @@ def origin_allowed(scope: dict[str, Any], site: Site) -> bool:
     host = headers.get(b"host", b"").decode(errors="replace").lower()
     # Compare hosts only: TLS often ends at a proxy, so the socket's own scheme says little.
     return urlsplit(origin).netloc.lower() == host or site.allows_origin(origin)
+
+
+def client_ip(scope: dict[str, Any]) -> str:
+    """The peer's address; behind a proxy, daphne --proxy-headers puts the real one here."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def rate_limited_error(limited: RateLimited, ref: str | None = None) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.RATE_LIMITED,
+        _("Too many requests; try again in %(n)d seconds.") % {"n": limited.retry_after},
+        ref,
+        retry_after=limited.retry_after,
+    )

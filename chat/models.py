@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
 
@@ -71,6 +72,22 @@ class Site(models.Model):
     llm_model = models.CharField(
         _("LLM model"), max_length=100, blank=True, help_text=_("Empty uses OPENAI_MODEL.")
     )
+
+    class Routing(models.TextChoices):
+        MANUAL = "manual", _("Manual: agents take conversations from the queue")
+        AUTOMATIC = "automatic", _("Automatic: assign to the available agent with most room")
+
+    routing = models.CharField(
+        _("routing"), max_length=10, choices=Routing.choices, default=Routing.MANUAL
+    )
+    reassign_after_seconds = models.PositiveIntegerField(
+        _("reassign after (seconds)"),
+        default=0,
+        help_text=_(
+            "An assigned conversation with no agent reply for this long goes back to the "
+            "queue. 0 turns this off."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -99,20 +116,67 @@ class Team(models.Model):
         return f"{self.name} ({self.site})"
 
 
+# An agent whose console has not sent a heartbeat for this long counts as gone.
+PRESENCE_TIMEOUT = timedelta(seconds=60)
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def live(self, now: datetime) -> AgentQuerySet:
+        """Online by choice, with a console socket whose heartbeat is under a minute old."""
+        fresh = AgentSocket.objects.filter(
+            agent=OuterRef("pk"), last_seen_at__gte=now - PRESENCE_TIMEOUT
+        )
+        return self.filter(status=Agent.Status.ONLINE).filter(Exists(fresh))
+
+
 class Agent(models.Model):
     """A user who answers customers in the console."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent"
     )
+
+    class Status(models.TextChoices):
+        ONLINE = "online", _("Online")
+        AWAY = "away", _("Away")
+        OFFLINE = "offline", _("Offline")
+
     display_name = models.CharField(_("display name"), max_length=80)
     teams = models.ManyToManyField(Team, related_name="agents", blank=True)
+    # What the agent chose in the console; routing also needs a live console socket.
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.OFFLINE
+    )
+    capacity = models.PositiveSmallIntegerField(
+        _("capacity"), default=3, help_text=_("Most conversations assigned at once.")
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Fairness: of two equally free agents, the one who waited longest gets the next chat.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_name"]
 
     def __str__(self) -> str:
         return self.display_name
+
+    @property
+    def assigned_count(self) -> int:
+        return self.conversations.filter(status=Conversation.Status.ASSIGNED).count()
+
+
+class AgentSocket(models.Model):
+    """One open console socket of an agent, refreshed by its heartbeat (``ping``)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="sockets")
+    channel_name = models.CharField(max_length=200, unique=True)
+    connected_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.agent} {self.channel_name}"
 
 
 class Visitor(models.Model):
@@ -133,7 +197,10 @@ class Visitor(models.Model):
 
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def waiting(self) -> ConversationQuerySet:
-        return self.filter(status=Conversation.Status.WAITING).order_by("queued_at", "id")
+        """The queue in the order routing serves it: highest priority, then longest wait."""
+        return self.filter(status=Conversation.Status.WAITING).order_by(
+            "-priority", "queued_at", "id"
+        )
 
     def open(self) -> ConversationQuerySet:
         return self.exclude(status=Conversation.Status.CLOSED)
@@ -146,6 +213,10 @@ class Conversation(models.Model):
         ASSIGNED = "assigned", _("With an agent")
         CLOSED = "closed", _("Closed")
 
+    class Priority(models.IntegerChoices):
+        NORMAL = 0, _("Normal")
+        HIGH = 1, _("High")
+
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="conversations")
     visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="conversations")
     team = models.ForeignKey(
@@ -156,6 +227,7 @@ class Conversation(models.Model):
         Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
     )
     handoff_reason = models.CharField(max_length=40, blank=True)
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     # The highest sequence number handed out to a message of this conversation.
     last_seq = models.PositiveIntegerField(default=0)
     page_url = models.URLField(max_length=500, blank=True)

@@ -16,7 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 1: the first version.
 # 2: streaming LLM answers: ``message.streaming``, ``message.delta``, ``message.stream_ended``;
 #    ``message.created`` gains ``citations`` and ``stream_id``.
-PROTOCOL_VERSION = 2
+# 3: ``rate_limited`` errors with ``retry_after``; strictly typed client frames.
+# 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
+#    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
+#    gains ``team_id``.
+PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
 ConversationId = Annotated[int, Field(ge=1, le=2**62)]
@@ -33,21 +37,29 @@ class ErrorCode(StrEnum):
     SERVER_ERROR = "server_error"  # nothing was stored; try again
     FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
+    RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
 
 
 # Close codes sent after an error frame at connect time.
 CLOSE_BAD_TOKEN = 4401  # drop the stored token and connect again without one
 CLOSE_FORBIDDEN = 4403  # do not retry
+CLOSE_RATE_LIMITED = 4429  # too many new sessions: connect again after ``retry_after`` s
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ClientFrame(Frame):
+    # Strict types: without them pydantic reads the JSON "15" and true as the integers 15 and
+    # 1, and "yes" as a boolean. JSON numbers still validate (json.loads gives Python ints).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
 # --- Client → server ---------------------------------------------------------------------
 
 
-class ConversationSync(Frame):
+class ConversationSync(ClientFrame):
     """Ask for every message after ``after_seq``, then live ones."""
 
     type: Literal["conversation.sync"]
@@ -55,23 +67,25 @@ class ConversationSync(Frame):
     after_seq: Seq = 0
 
 
-class MessageCreate(Frame):
+class MessageCreate(ClientFrame):
     """Send a message. The widget may omit ``conversation_id`` to start a conversation."""
 
     type: Literal["message.create"]
     client_id: ClientId
     body: str
     conversation_id: ConversationId | None = None
+    # Widget, first message only: the team the visitor chose before chatting (pre-chat).
+    team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
 
 
-class HandoffRequest(Frame):
+class HandoffRequest(ClientFrame):
     """The visitor asks for a person ("Talk to a person")."""
 
     type: Literal["handoff.request"]
     conversation_id: ConversationId
 
 
-class FeedbackCreate(Frame):
+class FeedbackCreate(ClientFrame):
     """The visitor answers "Was this helpful?" for the bot message ``seq``."""
 
     type: Literal["feedback.create"]
@@ -80,17 +94,31 @@ class FeedbackCreate(Frame):
     helpful: bool
 
 
-class TypingStart(Frame):
+class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
 
 
-class Ping(Frame):
+class Ping(ClientFrame):
     type: Literal["ping"]
 
 
+class VisitorUpdate(ClientFrame):
+    """The visitor leaves an e-mail address (and a name) to be answered offline."""
+
+    type: Literal["visitor.update"]
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    name: Annotated[str, Field(max_length=120)] = ""
+
+
 WidgetFrame = Annotated[
-    ConversationSync | MessageCreate | HandoffRequest | FeedbackCreate | TypingStart | Ping,
+    ConversationSync
+    | MessageCreate
+    | HandoffRequest
+    | FeedbackCreate
+    | TypingStart
+    | Ping
+    | VisitorUpdate,
     Field(discriminator="type"),
 ]
 ConsoleFrame = Annotated[
@@ -224,6 +252,42 @@ class QueueChanged(Frame):
     site_id: int
 
 
+class QueuePosition(Frame):
+    """Where a waiting conversation stands: sent to its visitor whenever the queue moves."""
+
+    type: Literal["queue.position"] = "queue.position"
+    conversation_id: int
+    position: int  # 1: next in line
+    # None when nobody is online to answer: offer to leave an e-mail address instead.
+    estimated_wait_seconds: int | None
+    agents_online: bool
+
+
+class VisitorUpdated(Frame):
+    type: Literal["visitor.updated"] = "visitor.updated"
+    email: str
+    name: str
+
+
+class ConversationReturned(Frame):
+    """Console, to the agent it was taken from: a conversation went back to the queue."""
+
+    type: Literal["conversation.returned"] = "conversation.returned"
+    conversation_id: int
+    reason: Literal["no_reply", "agent_offline"]
+    message: str
+
+
+class AgentUpdated(Frame):
+    """Console, to the agent: their status or load changed."""
+
+    type: Literal["agent.updated"] = "agent.updated"
+    agent_id: int
+    status: Literal["online", "away", "offline"]
+    capacity: int
+    assigned: int
+
+
 class Pong(Frame):
     type: Literal["pong"] = "pong"
 
@@ -234,20 +298,33 @@ class ErrorOut(Frame):
     message: str
     # The ``client_id`` (or frame type) the error answers, when known.
     ref: str | None = None
+    # ``rate_limited`` only: seconds to wait before trying again.
+    retry_after: int | None = None
 
 
 # --- Parsing -----------------------------------------------------------------------------
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.retry_after = retry_after
 
     def frame(self) -> dict[str, Any]:
-        return ErrorOut(code=self.code, message=self.message, ref=self.ref).model_dump(mode="json")
+        error = ErrorOut(
+            code=self.code, message=self.message, ref=self.ref, retry_after=self.retry_after
+        )
+        return error.model_dump(mode="json")
 
 
 def parse_frame(raw: str | bytes | None, adapter: TypeAdapter[Any], *, max_bytes: int) -> Any:

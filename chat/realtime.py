@@ -29,6 +29,11 @@ def site_agents_group(site_id: int) -> str:
     return f"site-{site_id}-agents"
 
 
+def agent_group(agent_id: int) -> str:
+    """Every console socket of one agent (their status, conversations taken from them)."""
+    return f"agent-{agent_id}"
+
+
 def send_now(groups: list[str], frame: Frame) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -17,3 +17,43 @@ def kb_reindex(site_id: int) -> None:
     from chat.services.knowledge import knowledge_reindex
 
     knowledge_reindex(site_id=site_id)
+
+
+@shared_task(acks_late=True)
+def queue_update(site_id: int) -> None:
+    """Route the site's queue (when automatic) and send waiting visitors their places."""
+    from chat.services.routing import queue_update as update
+
+    update(site_id=site_id)
+
+
+@shared_task(acks_late=True)
+def reassign_check(conversation_id: int, agent_id: int) -> None:
+    """Enqueued with a countdown on assignment; does nothing if run early or answered."""
+    from chat.services.routing import reassign_if_unanswered
+
+    reassign_if_unanswered(conversation_id=conversation_id, agent_id=agent_id)
+
+
+@shared_task(acks_late=True)
+def reassign_overdue() -> int:
+    """Beat: requeue every conversation left unanswered past its site's limit."""
+    from chat.services.routing import reassign_overdue as sweep
+
+    return sweep()
+
+
+@shared_task(acks_late=True)
+def presence_check(agent_id: int) -> None:
+    """Enqueued with a countdown when an agent's last console socket closes."""
+    from chat.services.presence import presence_check as check
+
+    check(agent_id=agent_id)
+
+
+@shared_task(acks_late=True)
+def presence_sweep() -> int:
+    """Beat: agents whose consoles went silent for a minute go offline."""
+    from chat.services.presence import presence_sweep as sweep
+
+    return sweep()

@@ -7,6 +7,7 @@ app_name = "console"
 urlpatterns = [
     path("", views.console_home, name="home"),
     path("queue/", views.console_queue, name="queue"),
+    path("status/", views.console_status, name="status"),
     path("c/<int:conversation_id>/", views.console_conversation, name="conversation"),
     path("c/<int:conversation_id>/take/", views.console_take, name="take"),
     path("c/<int:conversation_id>/close/", views.console_close, name="close"),

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from csp.constants import SELF
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
 from django.views.decorators.clickjacking import xframe_options_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from chat import access
+from chat import access, ratelimit
 from chat.forms import ReviewEntryForm
-from chat.models import Conversation, Message, Site, normalise_origin
+from chat.models import Agent, Conversation, Message, Site, normalise_origin
 from chat.protocol import PROTOCOL_VERSION
-from chat.services import conversations, review
+from chat.services import conversations, presence, review
 
 DEMO_SITE_KEY = "acme-demo"
 
@@ -55,8 +60,16 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
                 "max_chars": settings.HELPDESK_MAX_MESSAGE_CHARS,
             },
         )
-    ancestors = " ".join(["'self'", *sorted(site.origins)])
-    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    return csp_override(response, {"frame-ancestors": [SELF, *sorted(site.origins)]})
+
+
+def csp_override(response: HttpResponse, directives: dict[str, list[str]]) -> HttpResponse:
+    """Replace some directives of the site-wide policy for this response only.
+
+    django-csp's ``@csp_replace`` takes a fixed dict; the widget's frame-ancestors depend on
+    the site, so this sets the same per-response override at run time.
+    """
+    response._csp_replace = directives  # type: ignore[attr-defined]
     return response
 
 
@@ -87,7 +100,7 @@ def _queue_context(request: HttpRequest) -> dict[str, object]:
     )
 
     def rows(conversations: QuerySet[Conversation]) -> list[Conversation]:
-        preview = conversations.select_related("visitor", "site", "assignee").annotate(
+        preview = conversations.select_related("visitor", "site", "assignee", "team").annotate(
             first_message=Subquery(first_message)
         )
         return list(preview[:200])
@@ -185,6 +198,22 @@ def _conversation_header(
     return response
 
 
+@require_http_methods(["GET", "POST"])
+@console_required
+def console_status(request: HttpRequest) -> HttpResponse:
+    """The top bar's status control: GET renders it, POST sets online / away / offline."""
+    agent = access.agent_of(request.user)
+    if agent is None:
+        raise Http404("Only agents have a status.")
+    if request.method == "POST":
+        status = request.POST.get("status", "")
+        if status not in Agent.Status.values:
+            return HttpResponse("Unknown status.", status=400)
+        presence.agent_status_set(agent=agent, status=Agent.Status(status))
+        agent.refresh_from_db()
+    return render(request, "console/base.html#agent_status", {"agent": agent})
+
+
 # --- Review list: questions the bot handled badly, turned into FAQ entries -----------------
 
 
@@ -262,3 +291,37 @@ def _review_done(request: HttpRequest, notice: str) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "console/review.html#done", {"notice": notice})
     return redirect("console:review")
+
+
+# --- Sign-in, throttled against password guessing -----------------------------------------
+
+
+class ThrottledLoginView(LoginView):
+    """Django's login, refused with 429 after 5 failures for a user name from one address."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            ratelimit.login_check(**self._who(request))
+        except ratelimit.RateLimited as limited:
+            minutes = -(-limited.retry_after // 60)
+            # An unbound form: a bound one would check the password while locked out.
+            context = self.get_context_data(
+                form=self.get_form_class()(request),
+                throttled=f"Too many failed sign-ins. Try again in {minutes} minutes.",
+            )
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(limited.retry_after)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        ratelimit.login_failed(**self._who(self.request))
+        return super().form_invalid(form)
+
+    @staticmethod
+    def _who(request: HttpRequest) -> dict[str, str]:
+        # REMOTE_ADDR is the peer daphne saw; with --proxy-headers, the client behind nginx.
+        return {
+            "username": str(request.POST.get("username", "")),
+            "ip": request.META.get("REMOTE_ADDR") or "unknown",
+        }

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "csp",
     "chat",
 ]
 
@@ -87,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -105,6 +108,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -168,6 +172,12 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# `celery -A helpdesk beat`: the sweeps behind "a closed laptop goes offline within a minute"
+# and "an unanswered conversation goes back to the queue" (their countdown tasks may be lost).
+CELERY_BEAT_SCHEDULE = {
+    "presence-sweep": {"task": "chat.tasks.presence_sweep", "schedule": 20.0},
+    "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
+}
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.
     raise ImproperlyConfigured(
@@ -209,6 +219,12 @@ HELPDESK_MAX_FRAME_BYTES = env_int("HELPDESK_MAX_FRAME_BYTES", 32_768)
 HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
+# Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only
+# through the cache, so only with REDIS_URL.
+HELPDESK_RATE_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE", 30)
+HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP", 120)
+HELPDESK_RATE_CONVERSATIONS_PER_HOUR = env_int("HELPDESK_RATE_CONVERSATIONS_PER_HOUR", 10)
+HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP", 20)
 
 # --- LLM answers (any OpenAI-compatible server) -----------------------------------------
 # Sites in "auto" LLM mode use the model only when a key is set; "on" uses it regardless
@@ -227,10 +243,36 @@ if OPENAI_TIMEOUT >= CELERY_TASK_TIME_LIMIT:
     # The worker would be killed before the bot could fall back to a retrieval answer.
     raise ImproperlyConfigured("OPENAI_TIMEOUT must be shorter than CELERY_TASK_TIME_LIMIT")
 
+# --- Security headers ---------------------------------------------------------------------
+# Scripts and styles only from our own static files; a nonce for the few elements that must
+# be inline (htmx's script tag, the loader's <style> on the demo page). 'self' in connect-src
+# also allows ws:/wss: to our own host. The widget page replaces frame-ancestors per site.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # "preload" only permits submitting the domain to browsers' preload list; it joins the
+    # list when its owner submits it by hand.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
 LOGGING = {
     "version": 1,

@@ -9,7 +9,7 @@ urlpatterns = [
     path("demo/", views.demo, name="demo"),
     path("widget/<str:key>/", views.widget, name="widget"),
     path("console/", include("chat.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

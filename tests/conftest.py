@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client as DjangoClient
 
 from chat.models import Agent, FaqEntry, Site, Team, Visitor
@@ -68,6 +69,12 @@ def eager_celery() -> Iterator[None]:
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> None:
+    """Rate-limit counters live in the cache; each test starts with none spent."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ async def test_it_refuses_a_foreign_origin_at_connect(site):
 async def test_it_accepts_the_sites_own_allowed_origin(site):
     client, connected, _ = await widget_connect(site, origin="https://shop.acme.test")
     assert connected
-    assert (await client.expect("session.ready"))["protocol_version"] == 2
+    assert (await client.expect("session.ready"))["protocol_version"] == 4
     await client.close()
 
 
@@ -44,6 +44,7 @@ async def test_it_refuses_a_wrong_site_key_with_a_clear_error(site):
         "code": "forbidden",
         "message": "Unknown site key.",
         "ref": None,
+        "retry_after": None,
     }
     assert (await client.ws.receive_output())["code"] == 4403
 

@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from django.db.models import Count, Max
 from django.utils.translation import gettext
 
 import bots
 from bots.llm import LlmAnswer, LlmClient, LlmError, LlmResult, Passage
-from chat.models import BotDecision, Conversation, FaqEntry, Message, Site
+from chat.knowledge.entries import site_knowledge_index
+from chat.models import BotDecision, Conversation, Message, Site
 from chat.services.conversations import conversation_handoff
 from chat.services.llm import AnswerStream, answer_stream, llm_client
 from chat.services.messages import message_post
@@ -60,10 +60,10 @@ def bot_respond(*, conversation_id: int, seq: int) -> None:
     index = knowledge_index(conversation.site)
     history = _history(conversation)
     decision = bots.decide(index=index, history=history, threshold=conversation.site.bot_threshold)
-    candidates = index.search(question.body, k=CANDIDATES)
     client = llm_client(conversation.site)
     final = isinstance(decision, bots.Handoff) and decision.reason in FINAL_HANDOFFS
-    if client is None or final or not candidates:
+    candidates = [] if client is None or final else index.search(question.body, k=CANDIDATES)
+    if client is None or not candidates:
         outcome = _carry_out(conversation, decision)
     else:
         outcome = _ask_model(conversation, client, question, history, candidates, decision)
@@ -74,10 +74,7 @@ def bot_respond(*, conversation_id: int, seq: int) -> None:
         outcome=outcome.outcome,
         reason=outcome.reason,
         confidence=round(decision.confidence, 4),
-        scores=[
-            {"entry_id": entry.id, "title": entry.question, "score": round(score, 4)}
-            for entry, score in candidates
-        ],
+        scores=[candidate.as_json() for candidate in decision.scores],
         entry_id=outcome.entry_id,
         answer_seq=outcome.answer_seq,
         used_llm=outcome.used_llm,
@@ -217,20 +214,8 @@ def _still_current(conversation: Conversation, seq: int) -> bool:
 
 
 def knowledge_index(site: Site) -> bots.KnowledgeIndex:
-    entries = FaqEntry.objects.filter(site=site, enabled=True)
-    version = entries.aggregate(n=Count("id"), at=Max("updated_at"))
-    key = (site.pk, version["n"], version["at"])
-    return bots.index_for(key, lambda: [_entry(e) for e in entries])
-
-
-def _entry(entry: FaqEntry) -> bots.KnowledgeEntry:
-    return bots.KnowledgeEntry(
-        id=entry.pk,
-        question=entry.question,
-        phrasings=tuple(entry.phrasing_list),
-        answer=entry.answer,
-        language=entry.language,
-    )
+    """The site's FAQ entries and article passages, as the reindex task last built them."""
+    return site_knowledge_index(site)
 
 
 def _history(conversation: Conversation) -> list[bots.Turn]:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from chat.models import Agent, Conversation, Message, Site, Visitor
-from chat.protocol import QueueChanged
-from chat.realtime import agents_group, send_after_commit, site_agents_group, visitor_group
+from chat import ratelimit
+from chat.models import Agent, Conversation, Message, Site, Team, Visitor
+from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services.frames import conversation_frame
 from chat.services.messages import Posted, message_post
+from chat.services.queue import assignment_started, queue_announce
 
 
 class Conflict(Exception):
     """The change does not fit the conversation's state (e.g. someone else took it)."""
 
 
-def conversation_start(*, site: Site, visitor: Visitor, page_url: str = "") -> Conversation:
+def conversation_start(
+    *, site: Site, visitor: Visitor, page_url: str = "", team_id: int | None = None
+) -> Conversation:
     status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
     conversation = Conversation.objects.create(
         site=site,
@@ -25,6 +30,9 @@ def conversation_start(*, site: Site, visitor: Visitor, page_url: str = "") -> C
         status=status,
         page_url=page_url[:500],
         queued_at=None if site.bot_enabled else timezone.now(),
+        # A team of another site (or none) means no choice: any of the site's teams.
+        team=Team.objects.filter(pk=team_id, site=site).first() if team_id else None,
+        priority=_queue_priority(visitor),
     )
     if not site.bot_enabled:
         _announce_queue(site.pk)
@@ -32,9 +40,19 @@ def conversation_start(*, site: Site, visitor: Visitor, page_url: str = "") -> C
 
 
 def visitor_message_send(
-    *, visitor: Visitor, conversation: Conversation | None, body: str, client_id: str
+    *,
+    visitor: Visitor,
+    conversation: Conversation | None,
+    body: str,
+    client_id: str,
+    team_id: int | None = None,
+    on_conversation: Callable[[Conversation], None] | None = None,
 ) -> Posted:
-    """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one.
+    """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
+    (for the team ``team_id`` they chose, if it is one of the site's).
+
+    ``on_conversation`` hears which conversation it is before anything is posted, so the
+    sender can subscribe to it before the answers (an eager bot answers inline) go out.
 
     A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
     """
@@ -49,7 +67,10 @@ def visitor_message_send(
         if conversation is None:
             conversation = visitor.conversations.open().order_by("-created_at").first()
         if conversation is None:
-            conversation = conversation_start(site=visitor.site, visitor=visitor)
+            ratelimit.conversation_start_hit(visitor_id=visitor.pk)
+            conversation = conversation_start(site=visitor.site, visitor=visitor, team_id=team_id)
+        if on_conversation is not None:
+            on_conversation(conversation)
         return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
 
 
@@ -101,7 +122,10 @@ def conversation_handoff(
         updated = Conversation.objects.filter(
             pk=conversation.pk, status=Conversation.Status.BOT
         ).update(
-            status=Conversation.Status.WAITING, queued_at=timezone.now(), handoff_reason=reason
+            status=Conversation.Status.WAITING,
+            queued_at=timezone.now(),
+            handoff_reason=reason,
+            priority=_queue_priority(conversation.visitor),
         )
         if not updated:
             return False
@@ -138,6 +162,7 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
             body=body,
             meta={"event": "assigned", "agent_id": agent.pk},
         )
+        assignment_started(conversation=conversation, agent=agent)
         _announce(conversation)
         _announce_queue(conversation.site_id)
 
@@ -213,5 +238,10 @@ def _announce(conversation: Conversation) -> None:
     )
 
 
+def _queue_priority(visitor: Visitor) -> int:
+    """Customers who told us who they are go first."""
+    return Conversation.Priority.HIGH if visitor.email else Conversation.Priority.NORMAL
+
+
 def _announce_queue(site_id: int) -> None:
-    send_after_commit([site_agents_group(site_id)], QueueChanged(site_id=site_id))
+    queue_announce(site_id)

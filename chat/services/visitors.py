@@ -6,16 +6,27 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import translation
 from django.utils.translation import get_supported_language_variant
+from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 
-from chat.models import Site, Visitor
+from chat.models import Conversation, Message, Site, Visitor
+from chat.services.messages import message_post
+from chat.services.queue import queue_announce
 
 TOKEN_SALT = "chat.visitor"
 
 
 class BadToken(Exception):
     """The token is forged, for another site, or expired."""
+
+
+class InvalidEmail(Exception):
+    """The address given to be answered at is not an e-mail address."""
 
 
 def visitor_create(*, site: Site, accept_language: str = "", user_agent: str = "") -> Visitor:
@@ -51,4 +62,36 @@ def visitor_from_token(*, site: Site, token: str) -> Visitor:
     visitor = Visitor.objects.filter(site=site, public_id=data["v"]).first()
     if visitor is None:
         raise BadToken
+    return visitor
+
+
+def visitor_contact_set(*, visitor: Visitor, email: str, name: str = "") -> Visitor:
+    """The visitor leaves an address to be answered at (nobody online, or they cannot wait).
+
+    Their waiting conversation stays in the queue as an offline message, noted for agents,
+    and moves up: we know who to answer.
+    """
+    email = email.strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidEmail(email) from None
+    with transaction.atomic():
+        visitor.email = email
+        visitor.name = name.strip()[:120] or visitor.name
+        visitor.save(update_fields=["email", "name", "last_seen_at"])
+        waiting = visitor.conversations.filter(status=Conversation.Status.WAITING).first()
+        if waiting is not None:
+            Conversation.objects.filter(pk=waiting.pk).update(priority=Conversation.Priority.HIGH)
+            with translation.override(visitor.site.language or visitor.language or "en"):
+                body = _("Thanks! If nobody can answer here, we will reply to %(email)s.") % {
+                    "email": email
+                }
+            message_post(
+                conversation=waiting,
+                author=Message.Author.SYSTEM,
+                body=body,
+                meta={"event": "offline_message", "email": email},
+            )
+            queue_announce(visitor.site_id)
     return visitor

@@ -38,6 +38,8 @@
   const handlers = {
     "session.ready": onSessionReady,
     "queue.changed": refreshQueue,
+    "agent.updated": onAgentUpdated,
+    "conversation.returned": onConversationReturned,
     "message.created": onMessageCreated,
     "message.ack": onMessageAck,
     "sync.done": onSyncDone,
@@ -125,6 +127,7 @@
     startPing();
     if (isReconnect) {
       refreshQueue(); // queue.changed frames sent while we were away are lost
+      refreshStatus(); // so may be agent.updated (asleep too long: offline)
     }
     const conversationId = openConversationId();
     if (conversationId) {
@@ -141,6 +144,36 @@
     if (document.getElementById("queue")) {
       htmx.trigger("#queue", "refresh");
     }
+  }
+
+  // --- Presence: the status control in the top bar ---------------------------------------
+
+  function refreshStatus() {
+    const control = document.getElementById("agent-status");
+    if (control) {
+      htmx.ajax("GET", control.getAttribute("action"), { target: "#agent-status", swap: "outerHTML" });
+    }
+  }
+
+  function onAgentUpdated(frame) {
+    const control = document.getElementById("agent-status");
+    const select = control && control.querySelector("select");
+    const load = control && control.querySelector(".agent-status__load");
+    if (!control) {
+      return;
+    }
+    if (select && select.value !== frame.status) {
+      select.value = frame.status;
+    }
+    control.className = "agent-status agent-status--" + frame.status;
+    if (load) {
+      load.textContent = frame.assigned + " / " + frame.capacity;
+    }
+  }
+
+  function onConversationReturned(frame) {
+    showToast(frame.message);
+    refreshQueue();
   }
 
   function updateTitle() {

@@ -96,6 +96,9 @@
     var style = document.createElement("style");
     style.id = STYLE_ID;
     style.textContent = CSS;
+    // A page with a nonce-based Content-Security-Policy gives our script tag its nonce; the
+    // <style> needs the same one to be applied.
+    if (script.nonce) style.nonce = script.nonce;
     (document.head || document.documentElement).appendChild(style);
   }
 

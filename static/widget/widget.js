@@ -41,6 +41,8 @@
     typing: document.getElementById("typing"),
     notice: document.getElementById("notice"),
     handoff: document.getElementById("handoff"),
+    offline: document.getElementById("offline"),
+    offlineEmail: document.getElementById("offline-email"),
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
@@ -63,6 +65,8 @@
     outbox: [], // {clientId, body}: sent (or to send) but not acknowledged
     lastTypingSentAt: 0,
     open: !embedded, // a standalone widget is always open
+    place: null, // the latest queue.position of the current conversation
+    leftEmail: false, // the visitor left an address: no need to offer the form again
     unread: 0,
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
@@ -244,6 +248,8 @@
     "message.streaming": onMessageStreaming,
     "message.delta": onMessageDelta,
     "message.stream_ended": onMessageStreamEnded,
+    "queue.position": onQueuePosition,
+    "visitor.updated": onVisitorUpdated,
     error: onError,
     pong: () => {},
   };
@@ -369,6 +375,38 @@
     if (followConversation(frame.conversation_id)) applyConversation(frame);
   }
 
+  // Our place in line and the wait; with nobody online, the offer to leave an address.
+  function onQueuePosition(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    state.place = frame;
+    if (state.status === "waiting") applyConversation({ conversation_id: frame.conversation_id, status: "waiting" });
+  }
+
+  function onVisitorUpdated() {
+    state.leftEmail = true;
+    els.offline.hidden = true;
+  }
+
+  function submitOffline(event) {
+    event.preventDefault();
+    const email = els.offlineEmail.value.trim();
+    if (!email || !els.offlineEmail.checkValidity()) {
+      els.offlineEmail.focus();
+      return;
+    }
+    send({ type: "visitor.update", email, name: "" });
+  }
+
+  function queueLine(place) {
+    if (!place.agents_online) return text.nobodyOnline;
+    let line = text.queuePosition.replace("{n}", String(place.position));
+    if (place.estimated_wait_seconds !== null) {
+      const minutes = Math.max(1, Math.round(place.estimated_wait_seconds / 60));
+      line += ` · ${text.queueWait.replace("{minutes}", String(minutes))}`;
+    }
+    return line;
+  }
+
   function onTypingStarted(frame) {
     if (frame.author !== "agent" || frame.conversation_id !== state.conversationId) return;
     els.typing.textContent = fill(text.typing, frame.name);
@@ -441,7 +479,11 @@
   function applyConversation(conversation) {
     state.status = conversation ? conversation.status : null;
     document.body.dataset.status = state.status || "new";
+    if (state.place && (!conversation || state.place.conversation_id !== conversation.conversation_id)) {
+      state.place = null;
+    }
     els.status.textContent = statusLine(conversation);
+    els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
     clearTimeout(timers.handoff);
@@ -455,7 +497,7 @@
 
   function statusLine(conversation) {
     if (!conversation || conversation.status === "bot") return text.assistant;
-    if (conversation.status === "waiting") return text.waiting;
+    if (conversation.status === "waiting") return state.place ? queueLine(state.place) : text.waiting;
     if (conversation.status === "assigned") return fill(text.assigned, conversation.assignee_name || "");
     return text.closed;
   }
@@ -780,6 +822,7 @@
     els.body.addEventListener("keydown", onComposerKey);
     els.body.addEventListener("input", onComposerInput);
     els.handoff.addEventListener("click", requestHandoff);
+    els.offline.addEventListener("submit", submitOffline);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && embedded) closePanel();
     });

@@ -1,0 +1,115 @@
+"""Rate limits: a counter per (limit, key) in the Django cache, over a window from its first hit.
+
+The cache is the process's local memory by default and Redis with ``REDIS_URL``, so limits
+hold across processes only with Redis. A window starts at the first hit and lasts
+``seconds``; no burst at the edge of a clock-aligned window. A rate of 0 turns a limit off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int  # hits allowed per window; 0 means no limit
+    seconds: int
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Rate limited; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _keys(name: str, key: str) -> tuple[str, str]:
+    # Hashed: keys hold user names and IPv6 addresses; the cache wants short, plain keys.
+    digest = hashlib.sha256(f"{name}\0{key}".encode()).hexdigest()[:40]
+    return f"ratelimit:{digest}:start", f"ratelimit:{digest}:count"
+
+
+def _retry_after(start_key: str, rate: Rate) -> int:
+    now = time.time()
+    start = cache.get(start_key, now)
+    return max(1, math.ceil(start + rate.seconds - now))
+
+
+def rate_count(*, name: str, key: str, rate: Rate) -> int:
+    """Count one hit and return the hits in the current window, this one included."""
+    start_key, count_key = _keys(name, key)
+    cache.add(start_key, time.time(), timeout=rate.seconds)
+    cache.add(count_key, 0, timeout=rate.seconds)
+    try:
+        return cache.incr(count_key)
+    except ValueError:  # the window ended between add() and incr()
+        cache.set(start_key, time.time(), timeout=rate.seconds)
+        cache.set(count_key, 1, timeout=rate.seconds)
+        return 1
+
+
+def rate_hit(*, name: str, key: str, rate: Rate) -> None:
+    """Count one hit; raise ``RateLimited`` when it is over the rate (refuse the action)."""
+    if rate.count <= 0:
+        return
+    if rate_count(name=name, key=key, rate=rate) > rate.count:
+        raise RateLimited(_retry_after(_keys(name, key)[0], rate))
+
+
+def rate_check(*, name: str, key: str, rate: Rate) -> None:
+    """Raise ``RateLimited`` when the window is already full, without counting a hit."""
+    if rate.count <= 0:
+        return
+    start_key, count_key = _keys(name, key)
+    if cache.get(count_key, 0) >= rate.count:
+        raise RateLimited(_retry_after(start_key, rate))
+
+
+def rate_reset(*, name: str, key: str) -> None:
+    cache.delete_many(list(_keys(name, key)))
+
+
+# --- The helpdesk's limits (read from settings on each call, so tests can override them) ---
+
+
+def session_start_hit(*, site_id: int, ip: str) -> None:
+    """A new visitor (a widget socket without a token) from ``ip``."""
+    rate = Rate(settings.HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP, 60)
+    rate_hit(name="session", key=f"{site_id}:{ip}", rate=rate)
+
+
+def message_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
+    """A visitor's message, counted for the visitor and for their address."""
+    per_visitor = Rate(settings.HELPDESK_RATE_MESSAGES_PER_MINUTE, 60)
+    per_ip = Rate(settings.HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP, 60)
+    rate_check(name="message-visitor", key=str(visitor_id), rate=per_visitor)
+    rate_check(name="message-ip", key=f"{site_id}:{ip}", rate=per_ip)
+    rate_hit(name="message-visitor", key=str(visitor_id), rate=per_visitor)
+    rate_hit(name="message-ip", key=f"{site_id}:{ip}", rate=per_ip)
+
+
+def conversation_start_hit(*, visitor_id: int) -> None:
+    """A visitor starts a new conversation (not a reopened one)."""
+    rate = Rate(settings.HELPDESK_RATE_CONVERSATIONS_PER_HOUR, 3600)
+    rate_hit(name="conversation", key=str(visitor_id), rate=rate)
+
+
+LOGIN_FAILURES = Rate(5, 15 * 60)
+
+
+def login_key(*, username: str, ip: str) -> str:
+    return f"{username.strip().lower()}:{ip}"
+
+
+def login_check(*, username: str, ip: str) -> None:
+    """Raise ``RateLimited`` after 5 failed sign-ins for this user name from this address."""
+    rate_check(name="login", key=login_key(username=username, ip=ip), rate=LOGIN_FAILURES)
+
+
+def login_failed(*, username: str, ip: str) -> None:
+    rate_count(name="login", key=login_key(username=username, ip=ip), rate=LOGIN_FAILURES)
