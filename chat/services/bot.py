@@ -25,7 +25,10 @@ from chat.services.messages import message_post
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 20
-CANDIDATES = 5  # entries the model sees, and the scores each decision logs
+CANDIDATES = 5  # entries the model sees
+# Below this retrieval confidence an entry is noise to the model (an unrelated question scores
+# ~0.1 against every entry of a small knowledge base); with none above it, retrieval decides.
+MIN_EVIDENCE = 0.2
 LLM_HANDOFF = "llm_handoff"  # the hand-off reason when the model calls handoff_to_human
 # Retrieval's verdicts that no model could improve on.
 FINAL_HANDOFFS = {bots.HandoffReason.ASKED_FOR_HUMAN, bots.HandoffReason.NO_KNOWLEDGE}
@@ -62,7 +65,7 @@ def bot_respond(*, conversation_id: int, seq: int) -> None:
     decision = bots.decide(index=index, history=history, threshold=conversation.site.bot_threshold)
     client = llm_client(conversation.site)
     final = isinstance(decision, bots.Handoff) and decision.reason in FINAL_HANDOFFS
-    candidates = [] if client is None or final else index.search(question.body, k=CANDIDATES)
+    candidates = [] if client is None or final else _evidence(index, question.body)
     if client is None or not candidates:
         outcome = _carry_out(conversation, decision)
     else:
@@ -211,6 +214,13 @@ def _still_current(conversation: Conversation, seq: int) -> bool:
     conversation.refresh_from_db(fields=["status"])
     latest = _latest_visitor_message(conversation)
     return conversation.is_with_bot and latest is not None and latest.seq == seq
+
+
+def _evidence(index: bots.KnowledgeIndex, question: str) -> list[tuple[bots.KnowledgeEntry, float]]:
+    """Entries worth showing the model; none when nothing plausibly relates to the question."""
+    return [
+        (e, score) for e, score in index.search(question, k=CANDIDATES) if score >= MIN_EVIDENCE
+    ]
 
 
 def knowledge_index(site: Site) -> bots.KnowledgeIndex:
