@@ -294,19 +294,27 @@ class Message(models.Model):
         return f"{self.conversation_id}#{self.seq} {self.author}: {self.body[:40]}"
 
 
-class FaqEntry(models.Model):
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="faq_entries")
-    question = models.CharField(_("question"), max_length=300)
-    phrasings = models.TextField(
-        _("other phrasings"), blank=True, help_text=_("One way a customer might ask, per line.")
-    )
-    answer = models.TextField(_("answer"))
+class KnowledgeItem(models.Model):
+    """What FAQ entries and articles share: a language, tags, a switch and a change time."""
+
     language = models.CharField(
         _("language"), max_length=10, choices=settings.LANGUAGES, default="en"
     )
     tags = models.CharField(_("tags"), max_length=200, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class FaqEntry(KnowledgeItem):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="faq_entries")
+    question = models.CharField(_("question"), max_length=300)
+    phrasings = models.TextField(
+        _("other phrasings"), blank=True, help_text=_("One way a customer might ask, per line.")
+    )
+    answer = models.TextField(_("answer"))
 
     class Meta:
         ordering = ["site", "question"]
@@ -321,18 +329,12 @@ class FaqEntry(models.Model):
         return [line.strip() for line in self.phrasings.splitlines() if line.strip()]
 
 
-class Article(models.Model):
+class Article(KnowledgeItem):
     """A longer knowledge-base page; the bot retrieves from its passages."""
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="articles")
     title = models.CharField(_("title"), max_length=300)
     body = models.TextField(_("body (Markdown)"))
-    language = models.CharField(
-        _("language"), max_length=10, choices=settings.LANGUAGES, default="en"
-    )
-    tags = models.CharField(_("tags"), max_length=200, blank=True)
-    enabled = models.BooleanField(_("enabled"), default=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["site", "title"]
