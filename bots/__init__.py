@@ -6,7 +6,13 @@ which of two entries the visitor means, or a ``Handoff`` to a person with the re
 decision carries ``scores``: the best candidates with their confidence, for the agent's eyes.
 """
 
-from bots.decide import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, decide, wants_human
+from bots.decide import (
+    DEFAULT_CLARIFY_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    UNHELPFUL_LIMIT,
+    decide,
+    wants_human,
+)
 from bots.embeddings import (
     Embedder,
     EmbeddingError,
@@ -14,7 +20,7 @@ from bots.embeddings import (
     UniversalSentenceEncoder,
     default_embedder,
 )
-from bots.knowledge import KnowledgeIndex, Match, clear_index_cache, index_for
+from bots.knowledge import KnowledgeIndex, Match, cached_index, clear_index_cache, index_for
 from bots.types import (
     Answer,
     Candidate,
@@ -29,6 +35,7 @@ from bots.types import (
 __all__ = [
     "DEFAULT_CLARIFY_THRESHOLD",
     "DEFAULT_THRESHOLD",
+    "UNHELPFUL_LIMIT",
     "Answer",
     "Candidate",
     "Clarify",
@@ -43,6 +50,7 @@ __all__ = [
     "OpenAIEmbedder",
     "Turn",
     "UniversalSentenceEncoder",
+    "cached_index",
     "clear_index_cache",
     "decide",
     "default_embedder",

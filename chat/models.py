@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
+import bots
+
 
 def new_site_key() -> str:
     return secrets.token_urlsafe(16)
@@ -53,7 +55,7 @@ class Site(models.Model):
     bot_enabled = models.BooleanField(_("bot answers first"), default=True)
     bot_threshold = models.FloatField(
         _("bot confidence threshold"),
-        default=0.45,
+        default=bots.DEFAULT_THRESHOLD,
         help_text=_("The bot answers at or above this confidence (0–1) and hands off below it."),
     )
 

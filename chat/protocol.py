@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
+# 5: ``message.created`` gains ``clarify``, the "Did you mean …?" quick replies.
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -145,6 +146,13 @@ class Citation(Frame):
     answer: str
 
 
+class ClarifyOption(Frame):
+    """One "Did you mean …?" button: sending ``title`` as the visitor's message gets its answer."""
+
+    entry_id: int
+    title: str
+
+
 class MessageOut(Frame):
     type: Literal["message.created"] = "message.created"
     conversation_id: int
@@ -163,6 +171,8 @@ class MessageOut(Frame):
     # stream whose bubble this message replaces.
     citations: list[Citation] = Field(default_factory=list)
     stream_id: str | None = None
+    # Bot questions "Did you mean …?": the entries to offer as quick-reply buttons.
+    clarify: list[ClarifyOption] = Field(default_factory=list)
 
 
 class MessageStreaming(Frame):

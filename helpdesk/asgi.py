@@ -10,7 +10,11 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.services.bot import bot_warm_up_in_background  # noqa: E402
 
 application = ProtocolTypeRouter(
     {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}
 )
+
+# With eager Celery the bot answers inside this process: have its model and indexes ready.
+bot_warm_up_in_background()

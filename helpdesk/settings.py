@@ -211,6 +211,9 @@ MEDIA_ROOT = BASE_DIR / "media"
 WHITENOISE_USE_FINDERS = True
 
 # --- Helpdesk ----------------------------------------------------------------------------
+# Load the bot's embedding model and build the busiest sites' indexes when daphne or a Celery
+# worker process starts (in a background thread), so the first visitor does not wait for them.
+HELPDESK_BOT_WARM_UP = env_bool("HELPDESK_BOT_WARM_UP", True)
 # Longest message body accepted over a socket, in characters.
 HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 4000)
 # Largest raw socket frame accepted, in bytes (checked before JSON parsing).

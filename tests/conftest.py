@@ -23,10 +23,15 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client as DjangoClient
 
-from chat.models import Agent, FaqEntry, Site, Team, Visitor
-from chat.services.visitors import visitor_token
-from helpdesk import celery_app
-from helpdesk.asgi import application
+# Importing the ASGI app warms the bot up in a thread; here each test builds the indexes it
+# needs, and a warm-up racing them would only cost time (tests/test_bot_warm_up.py runs it).
+settings.HELPDESK_BOT_WARM_UP = False
+
+import bots  # noqa: E402
+from chat.models import Agent, FaqEntry, Site, Team, Visitor  # noqa: E402
+from chat.services.visitors import visitor_token  # noqa: E402
+from helpdesk import celery_app  # noqa: E402
+from helpdesk.asgi import application  # noqa: E402
 
 # The SQLite test database and server logs live here.
 (Path(__file__).resolve().parent.parent / "var").mkdir(exist_ok=True)
@@ -60,6 +65,21 @@ ACME_FAQ = [
         "zh-hans",
     ),
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def bot_models_loaded() -> None:
+    """Load the embedding models (and jieba) once, before any test waits for a bot answer.
+
+    A production process does the same at start (``bot_warm_up``); the one process-wide
+    embedder then remembers the texts of every test site, which all share the Acme FAQ.
+    """
+    bots.KnowledgeIndex.build(
+        [
+            bots.KnowledgeEntry(i, question, tuple(phrasings), answer, language)
+            for i, (question, phrasings, answer, language) in enumerate(ACME_FAQ, start=1)
+        ]
+    )
 
 
 @pytest.fixture(autouse=True)

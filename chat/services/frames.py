@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from chat.models import Conversation, Message
-from chat.protocol import Citation, ConversationOut, MessageOut, Source
+from chat.protocol import Citation, ClarifyOption, ConversationOut, MessageOut, Source
 
 
 def message_frame(message: Message) -> MessageOut:
@@ -27,6 +27,7 @@ def message_frame(message: Message) -> MessageOut:
         ask_feedback=message.author == Message.Author.BOT and bool(source or citations),
         citations=citations,
         stream_id=meta.get("stream_id"),
+        clarify=[ClarifyOption(**option) for option in meta.get("clarify", [])],
     )
 
 

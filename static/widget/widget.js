@@ -527,6 +527,9 @@
     if (message.ask_feedback && botLeads() && !isRated(message.seq)) {
       bubble.appendChild(buildFeedbackPrompt(message.seq));
     }
+    if (message.clarify && message.clarify.length && botLeads()) {
+      bubble.appendChild(buildClarifyButtons(message.clarify));
+    }
     if (message.created_at) bubble.title = new Date(message.created_at).toLocaleString();
     return bubble;
   }
@@ -557,6 +560,20 @@
       prompt.appendChild(button);
     });
     return prompt;
+  }
+
+  // "Did you mean …?": one button per entry; a click asks the bot that entry's title.
+  function buildClarifyButtons(options) {
+    const replies = element("div", "msg__clarify");
+    options.forEach((option) => {
+      const button = element("button", "msg__clarify-button", option.title);
+      button.type = "button";
+      button.addEventListener("click", () => {
+        if (sendMessage(option.title)) replies.remove();
+      });
+      replies.appendChild(button);
+    });
+    return replies;
   }
 
   function showGreeting() {
