@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import attachment_views, views
 
 app_name = "console"
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.console_conversation, name="conversation"),
     path("c/<int:conversation_id>/take/", views.console_take, name="take"),
     path("c/<int:conversation_id>/close/", views.console_close, name="close"),
+    path("c/<int:conversation_id>/files/", attachment_views.console_upload, name="upload"),
     path("review/", views.console_review, name="review"),
     path("review/draft/", views.console_review_draft, name="review_draft"),
     path("review/create/", views.console_review_create, name="review_create"),
