@@ -944,9 +944,10 @@
       return;
     }
     const clientId = newClientId();
+    // No data-client-id: the message.created echo must not adopt this placeholder (it has
+    // no attachment in it); the answer of the upload replaces it instead.
     const bubble = buildMessage({ author: "visitor", body: fill(text.uploading, file.name) });
     bubble.classList.add("msg--pending");
-    bubble.dataset.clientId = clientId;
     els.messages.appendChild(bubble);
     scrollToEnd(true);
     const form = new FormData();
