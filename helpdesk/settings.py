@@ -233,7 +233,7 @@ HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_UPLOADS_PER_MIN
 # bomb check is set to the same figure.
 HELPDESK_UPLOAD_MAX_PIXELS = env_int("HELPDESK_UPLOAD_MAX_PIXELS", 40_000_000)
 # Thumbnails costing at most this many decoded pixels are made inside the upload request;
-# bigger ones by a Celery task (JPEGs decode at 1/8 scale, so they count 1/64 of their pixels).
+# bigger ones by a Celery task (a JPEG, decoded scaled down, counts 1/8 of its pixels).
 # `manage.py bench_thumbnails` measures the cost per pixel.
 HELPDESK_THUMBNAIL_INLINE_PIXELS = env_int("HELPDESK_THUMBNAIL_INLINE_PIXELS", 4_000_000)
 
