@@ -67,8 +67,12 @@ class Command(BaseCommand):
                 inspected = upload_inspect(
                     site=site, file=io.BytesIO(data), name=f"p.{fmt.lower()}", size=len(data)
                 )
+
+                def thumbnail(data: bytes = data) -> object:
+                    return thumbnail_bytes(io.BytesIO(data))
+
                 check_ms = median_ms(check, repeat)
-                thumb_ms = median_ms(lambda data=data: thumbnail_bytes(io.BytesIO(data)), repeat)
+                thumb_ms = median_ms(thumbnail, repeat)
                 where = "request" if inspected.decode_pixels <= inline_limit else "celery"
                 self.stdout.write(
                     f"{fmt} {width}×{height:<9}{len(data) / 1e6:>7.1f}MB{check_ms:>7.1f}ms"
