@@ -109,7 +109,7 @@ class MessageRead(ClientFrame):
 
     type: Literal["message.read"]
     conversation_id: ConversationId
-    seq: Seq
+    seq: Annotated[int, Field(ge=1, le=2**31)]
 
 
 class Ping(ClientFrame):
