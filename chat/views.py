@@ -283,7 +283,7 @@ def console_search(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_required
 def console_supervisor(request: HttpRequest) -> HttpResponse:
-    if not console_lists.may_supervise(request.user):
+    if not access.may_supervise(request.user):
         raise PermissionDenied
     counts = console_lists.supervisor_counts(user=request.user)
     template = "console/supervisor.html"

@@ -137,15 +137,6 @@ class SupervisorCounts:
     at: datetime = field(default_factory=timezone.now)
 
 
-def may_supervise(user: User | AnonymousUser) -> bool:
-    if not user.is_authenticated:
-        return False
-    if user.is_staff or user.is_superuser:
-        return True
-    agent = access.agent_of(user)
-    return bool(agent and agent.is_supervisor)
-
-
 def supervisor_counts(
     *, user: User | AnonymousUser, now: datetime | None = None
 ) -> SupervisorCounts:
@@ -153,7 +144,7 @@ def supervisor_counts(
     Conversations without a team are counted on a "no team" row per site."""
     now = now or timezone.now()
     sites = access.sites_for_user(user)
-    visible = access.conversations_for_user(user).filter(site__in=sites)
+    visible = access.conversations_to_supervise(user).filter(site__in=sites)
     per_team = (
         visible.open()
         .order_by()
