@@ -18,7 +18,7 @@ QUERIES = {
     "/console/": 14,
     "/console/queue/": 13,
     "/console/search/?q=parcel": 11,
-    "/console/supervisor/": 11,
+    "/console/supervisor/": 12,
 }
 
 
