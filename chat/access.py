@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Conversation, ConversationQuerySet, Site, Visitor
+from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Visitor
 
 
 class NotFound(Exception):
@@ -90,3 +90,29 @@ def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conve
     if conversation is None:
         raise NotFound
     return conversation
+
+
+def attachment_for_user(*, user: User | AnonymousUser, attachment_id: str) -> Attachment:
+    """A file of a conversation the user may see."""
+    attachment = (
+        Attachment.objects.filter(
+            public_id=attachment_id, conversation__in=conversations_for_user(user)
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment
+
+
+def attachment_for_visitor(*, visitor: Visitor, attachment_id: str) -> Attachment:
+    """A file of one of the visitor's own conversations."""
+    attachment = (
+        Attachment.objects.filter(public_id=attachment_id, conversation__visitor=visitor)
+        .select_related("conversation")
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment

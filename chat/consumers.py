@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +31,7 @@ from chat.protocol import (
     HandoffRequest,
     MessageAck,
     MessageCreate,
+    MessageRead,
     NoteCreate,
     Ping,
     Pong,
@@ -46,7 +48,7 @@ from chat.protocol import (
 )
 from chat.ratelimit import RateLimited
 from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, presence
+from chat.services import conversations, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -61,6 +63,8 @@ from chat.services.visitors import (
 )
 
 log = logging.getLogger(__name__)
+
+TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
 class ProtocolConsumer(WebsocketConsumer):
@@ -149,6 +153,15 @@ class ProtocolConsumer(WebsocketConsumer):
     def ping(self, frame: Ping) -> None:
         self.send_frame(Pong())
 
+    def typing_due(self, conversation_id: int) -> bool:
+        """At most one ``typing.started`` per second per socket, however fast a client sends."""
+        now = time.monotonic()
+        sent: dict[int, float] = self.__dict__.setdefault("typing_sent_at", {})
+        if now - sent.get(conversation_id, -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        sent[conversation_id] = now
+        return True
+
 
 class WidgetConsumer(ProtocolConsumer):
     """A visitor's widget: ``/ws/widget/v1/?site=KEY[&token=TOKEN]``."""
@@ -164,6 +177,7 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            MessageRead: self.message_read,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -265,8 +279,14 @@ class WidgetConsumer(ProtocolConsumer):
             FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
         )
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         send_now(
             [agents_group(conversation.pk)],
             TypingStarted(
@@ -287,6 +307,7 @@ class ConsoleConsumer(ProtocolConsumer):
             NoteCreate: self.note_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
+            MessageRead: self.message_read,
         }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
@@ -356,8 +377,15 @@ class ConsoleConsumer(ProtocolConsumer):
         if not added.created or agents_group(conversation.pk) not in self.groups_joined:
             self.send_frame(note_frame(added.note))
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        if self.agent is not None:  # an administrator browsing transcripts is no reader
+            receipts.conversation_read(conversation=conversation, reader="agent", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         name = self.agent.display_name if self.agent else str(self.user)
         send_now(
             [visitor_group(conversation.pk)],

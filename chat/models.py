@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
@@ -27,6 +29,35 @@ def normalise_origin(origin: str) -> str:
     if parts.port and parts.port != default_port:
         netloc = f"{netloc}:{parts.port}"
     return f"{parts.scheme.lower()}://{netloc}"
+
+
+# Attachment types we recognise by their content (chat/services/uploads.py), with the
+# extensions a file of that type may have. HTML and SVG are deliberately absent.
+UPLOAD_TYPES: dict[str, tuple[str, ...]] = {
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg", ".jfif"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "application/pdf": (".pdf",),
+    "application/zip": (".zip",),
+    "text/plain": (".txt", ".log", ".csv"),
+}
+DEFAULT_UPLOAD_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+)
+
+
+def validate_upload_types(value: str) -> None:
+    unknown = sorted({t.strip() for t in value.split(",") if t.strip()} - set(UPLOAD_TYPES))
+    if unknown:
+        raise ValidationError(
+            _("Unknown types: %(types)s.") % {"types": ", ".join(unknown)}, code="unknown_type"
+        )
 
 
 class Site(models.Model):
@@ -88,6 +119,20 @@ class Site(models.Model):
             "queue. 0 turns this off."
         ),
     )
+    upload_max_bytes = models.PositiveIntegerField(
+        _("largest attachment (bytes)"),
+        default=10 * 1024 * 1024,
+        validators=[MaxValueValidator(100 * 1024 * 1024)],
+        help_text=_("Largest file a visitor or an agent may send; 0 turns attachments off."),
+    )
+    upload_types = models.CharField(
+        _("allowed attachment types"),
+        max_length=300,
+        default=",".join(DEFAULT_UPLOAD_TYPES),
+        validators=[validate_upload_types],
+        help_text=_("Comma-separated, from: %(types)s. Checked against the file's content.")
+        % {"types": ", ".join(UPLOAD_TYPES)},
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -102,6 +147,10 @@ class Site(models.Model):
 
     def allows_origin(self, origin: str) -> bool:
         return normalise_origin(origin) in self.origins
+
+    @property
+    def upload_type_set(self) -> set[str]:
+        return {t.strip() for t in self.upload_types.split(",") if t.strip()}
 
 
 class Team(models.Model):
@@ -248,6 +297,9 @@ class Conversation(models.Model):
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     # The highest sequence number handed out to a message of this conversation.
     last_seq = models.PositiveIntegerField(default=0)
+    # Read receipts: the highest seq each side has seen (``message.read``).
+    visitor_read_seq = models.PositiveIntegerField(default=0)
+    agent_read_seq = models.PositiveIntegerField(default=0)
     page_url = models.URLField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -384,6 +436,36 @@ class CannedReply(models.Model):
 
     def __str__(self) -> str:
         return f"/{self.shortcut}"
+
+
+def attachment_path(attachment: Attachment, filename: str) -> str:
+    # Never the sender's file name: that lives in ``name`` and only in Content-Disposition.
+    return f"attachments/{attachment.public_id.hex[:2]}/{attachment.public_id.hex}"
+
+
+class Attachment(models.Model):
+    """A file sent in a conversation; its message's ``meta["attachment"]`` describes it."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="attachment")
+    file = models.FileField(upload_to=attachment_path, max_length=200)
+    thumbnail = models.FileField(blank=True, max_length=200)
+    name = models.CharField(max_length=150)  # sanitised
+    size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=100)  # from the content, not the name
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_image(self) -> bool:
+        return self.width is not None
 
 
 class KnowledgeItem(models.Model):

@@ -64,7 +64,11 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
                 "max_chars": settings.HELPDESK_MAX_MESSAGE_CHARS,
             },
         )
-    return csp_override(response, {"frame-ancestors": [SELF, *sorted(site.origins)]})
+    # blob: images are attachments the widget fetched with its token (no cookie to send).
+    return csp_override(
+        response,
+        {"frame-ancestors": [SELF, *sorted(site.origins)], "img-src": [SELF, "data:", "blob:"]},
+    )
 
 
 def csp_override(response: HttpResponse, directives: dict[str, list[str]]) -> HttpResponse:
