@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Conversation, ConversationQuerySet, Site, Visitor
+from chat.models import Agent, Conversation, ConversationQuerySet, Site, Team, Visitor
 
 
 class NotFound(Exception):
@@ -44,6 +44,27 @@ def conversations_for_user(user: User | AnonymousUser) -> ConversationQuerySet:
     return Conversation.objects.filter(
         Q(site_id__in=site_ids) & (Q(team__isnull=True) | Q(team_id__in=team_ids))
     )
+
+
+def conversations_for_reports(user: User | AnonymousUser) -> ConversationQuerySet:
+    """Reports: staff see every site; an agent what ``conversations_for_user`` shows them."""
+    if user.is_authenticated and user.is_staff:
+        return Conversation.objects.all()
+    return conversations_for_user(user)
+
+
+def report_sites_for_user(user: User | AnonymousUser) -> QuerySet[Site]:
+    if user.is_authenticated and user.is_staff:
+        return Site.objects.all()
+    return sites_for_user(user)
+
+
+def report_teams_for_user(user: User | AnonymousUser) -> QuerySet[Team]:
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user.is_staff:
+        return Team.objects.select_related("site")
+    return Team.objects.filter(agents__user__pk=user.pk).select_related("site")
 
 
 def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:

@@ -20,7 +20,17 @@ from django.utils.html import format_html_join
 
 from chat.knowledge.entries import article_knowledge_entries
 from chat.knowledge.formats import KbFormat
-from chat.models import Agent, Article, Conversation, FaqEntry, Message, Site, Team, Visitor
+from chat.models import (
+    Agent,
+    Article,
+    Conversation,
+    CsatRating,
+    FaqEntry,
+    Message,
+    Site,
+    Team,
+    Visitor,
+)
 from chat.services.knowledge import (
     ImportReport,
     decode_upload,
@@ -78,6 +88,22 @@ class SiteAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         extra = {"kb_formats": list(KbFormat), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra)
+
+
+@admin.register(CsatRating)
+class CsatRatingAdmin(admin.ModelAdmin):
+    """Read-only: ratings are the customers' words, attributed as they were at close."""
+
+    list_display = ["conversation", "site", "score", "agent_name", "team_name", "resolved_by"]
+    list_filter = ["site", "score", "resolved_by"]
+    search_fields = ["comment", "agent_name", "team_name"]
+    date_hierarchy = "requested_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
 
 
 @admin.register(Team)

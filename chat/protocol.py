@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
+# 5: ratings at close: ``conversation.close``, ``csat.create`` (widget) and ``csat.requested``,
+#    ``csat.recorded`` (server → widget).
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -94,6 +96,22 @@ class FeedbackCreate(ClientFrame):
     helpful: bool
 
 
+class ConversationClose(ClientFrame):
+    """The visitor ends the conversation ("End chat")."""
+
+    type: Literal["conversation.close"]
+    conversation_id: ConversationId
+
+
+class CsatCreate(ClientFrame):
+    """The visitor answers the survey ``csat.requested`` asked for this conversation."""
+
+    type: Literal["csat.create"]
+    conversation_id: ConversationId
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
@@ -118,7 +136,9 @@ WidgetFrame = Annotated[
     | FeedbackCreate
     | TypingStart
     | Ping
-    | VisitorUpdate,
+    | VisitorUpdate
+    | ConversationClose
+    | CsatCreate,
     Field(discriminator="type"),
 ]
 ConsoleFrame = Annotated[
@@ -238,6 +258,21 @@ class FeedbackRecorded(Frame):
     conversation_id: int
     seq: int
     helpful: bool
+
+
+class CsatRequested(Frame):
+    """The conversation closed: ask the visitor for a 1–5 rating and an optional comment."""
+
+    type: Literal["csat.requested"] = "csat.requested"
+    conversation_id: int
+    scale: Literal["stars", "emoji"]
+    question: str
+
+
+class CsatRecorded(Frame):
+    type: Literal["csat.recorded"] = "csat.recorded"
+    conversation_id: int
+    score: int
 
 
 class TypingStarted(Frame):

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("demo/", views.demo, name="demo"),
     path("widget/<str:key>/", views.widget, name="widget"),
+    path("rate/<str:token>/", views.csat_rate, name="csat_rate"),
     path("console/", include("chat.urls")),
     path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
