@@ -15,6 +15,7 @@ urlpatterns = [
         attachment_views.attachment_thumbnail,
         name="attachment_thumbnail",
     ),
+    path("rate/<str:token>/", views.csat_rate, name="csat_rate"),
     path("console/", include("chat.urls")),
     path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
