@@ -408,3 +408,24 @@ async def test_it_makes_big_thumbnails_in_a_task_and_says_when_they_are_ready(
     synced = await widget.expect("message.created", seq=created["seq"])
     assert synced["attachment"]["thumbnail_url"] == ready["attachment"]["thumbnail_url"]
     await widget.close()
+
+
+# --- Per-site settings -------------------------------------------------------------------
+
+
+def test_it_lets_admins_set_a_sites_limits_and_refuses_unknown_types(site, admin):
+    from django.core.exceptions import ValidationError
+
+    client = HttpClient()
+    client.force_login(admin)
+    page = client.get(reverse("admin:chat_site_change", args=[site.pk])).content.decode()
+    assert 'name="upload_max_bytes"' in page and 'name="upload_types"' in page
+    site.upload_types = "image/png, text/html"
+    with pytest.raises(ValidationError) as refused:
+        site.full_clean()
+    assert "text/html" in str(refused.value.message_dict["upload_types"])
+    site.upload_types = "image/png,application/zip"
+    site.upload_max_bytes = 200 * 1024 * 1024  # over the 100 MiB ceiling
+    with pytest.raises(ValidationError) as refused:
+        site.full_clean()
+    assert set(refused.value.message_dict) == {"upload_max_bytes"}
