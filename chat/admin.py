@@ -23,6 +23,7 @@ from chat.knowledge.formats import KbFormat
 from chat.models import (
     Agent,
     Article,
+    Attachment,
     CannedReply,
     Conversation,
     CsatRating,
@@ -33,6 +34,7 @@ from chat.models import (
     Team,
     Visitor,
 )
+from chat.services.attachments import attachment_files_delete
 from chat.services.knowledge import (
     ImportReport,
     decode_upload,
@@ -354,3 +356,12 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    # Rows of attachments go with their conversation; their stored files go here, after commit.
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        attachment_files_delete(attachments=Attachment.objects.filter(conversation=obj))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        attachment_files_delete(attachments=Attachment.objects.filter(conversation__in=queryset))
+        super().delete_queryset(request, queryset)

@@ -429,3 +429,20 @@ def test_it_lets_admins_set_a_sites_limits_and_refuses_unknown_types(site, admin
     with pytest.raises(ValidationError) as refused:
         site.full_clean()
     assert set(refused.value.message_dict) == {"upload_max_bytes"}
+
+
+def test_it_deletes_the_stored_files_with_their_conversation_in_the_admin(
+    chat_a, visitor_a, admin, media, django_capture_on_commit_callbacks
+):
+    widget_post(visitor_a, image_bytes(), "parcel.png", conversation=chat_a)
+    assert len(stored_files(media)) == 2  # the image and its thumbnail
+    client = HttpClient()
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:chat_conversation_delete", args=[chat_a.pk]), {"post": "yes"}
+        )
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=chat_a.pk).exists()
+    assert Attachment.objects.count() == 0
+    assert stored_files(media) == []

@@ -14,8 +14,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import QuerySet
 
 from chat.models import Agent, Attachment, Conversation, Message, Visitor
 from chat.protocol import AttachmentUpdated
@@ -153,3 +155,16 @@ def attachment_thumbnail_make(*, attachment_id: int) -> None:
                 attachment=attachment_frame(message.meta["attachment"]),
             ),
         )
+
+
+def attachment_files_delete(*, attachments: QuerySet[Attachment]) -> int:
+    """Delete the stored files of ``attachments`` once the transaction that deletes their
+    rows (with their messages or conversations) commits; a rollback keeps them."""
+    names = [name for pair in attachments.values_list("file", "thumbnail") for name in pair if name]
+
+    def delete() -> None:
+        for name in names:
+            default_storage.delete(name)
+
+    transaction.on_commit(delete, robust=True)
+    return len(names)
