@@ -47,6 +47,8 @@ def test_it_carries_files_typing_and_seen_between_widget_and_console(
     Image.new("RGB", (800, 600), (30, 120, 200)).save(photo)
     label = tmp_path / "return-label.pdf"
     label.write_bytes(b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n")
+    disguised = tmp_path / "invoice.pdf"
+    disguised.write_bytes(photo.read_bytes())
 
     with daphne_server({"MEDIA_ROOT": str(tmp_path / "media")}) as base:
         visitor = browsers()
@@ -98,7 +100,14 @@ def test_it_carries_files_typing_and_seen_between_widget_and_console(
         wait(agent).until(
             ec.visibility_of_element_located((By.CSS_SELECTOR, ".msg--agent .msg__seen"))
         )
-        assert severe_errors(visitor, agent) == []
+
+        assert severe_errors(visitor, agent) == []  # no CSP violation, no failed request
+
+        # A refused file: Alice is told why, and nothing is left pending.
+        agent.find_element(By.ID, "reply-file").send_keys(str(disguised))
+        toast = wait(agent).until(ec.visibility_of_element_located((By.ID, "toast")))
+        assert "named like a PDF document but contains a PNG image" in toast.text
+        assert agent.find_elements(By.CSS_SELECTOR, "#transcript .msg--pending") == []
 
 
 # Builds a File from base64 and hands it to the widget the way a paste or a drop would.
