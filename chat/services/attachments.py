@@ -25,7 +25,13 @@ from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services import conversations
 from chat.services.frames import attachment_frame
 from chat.services.messages import Posted
-from chat.services.uploads import IMAGE_TYPES, Inspected, thumbnail_bytes, upload_inspect
+from chat.services.uploads import (
+    IMAGE_TYPES,
+    Inspected,
+    UploadRefused,
+    thumbnail_bytes,
+    upload_inspect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +147,11 @@ def attachment_thumbnail_make(*, attachment_id: int) -> None:
     attachment = Attachment.objects.select_related("message").filter(pk=attachment_id).first()
     if attachment is None or attachment.thumbnail or attachment.width is None:
         return
-    _thumbnail_save(attachment)
+    try:
+        _thumbnail_save(attachment)
+    except UploadRefused:  # the pixels are damaged: the file stays a download
+        log.warning("attachment %s: no thumbnail, the image does not decode", attachment.pk)
+        return
     with transaction.atomic():
         attachment.save(update_fields=["thumbnail"])
         message = attachment.message
