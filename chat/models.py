@@ -299,6 +299,15 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         return self.exclude(status=Conversation.Status.CLOSED)
 
 
+# Why the bot handed a conversation to a person, in words for the console.
+HANDOFF_REASONS = {
+    "low_confidence": _("Bot unsure"),
+    "asked_for_human": _("Asked for a person"),
+    "unhelpful": _("Answer not helpful"),
+    "no_knowledge": _("No answer in the FAQ"),
+}
+
+
 class Conversation(models.Model):
     class Status(models.TextChoices):
         BOT = "bot", _("With the bot")
@@ -355,6 +364,11 @@ class Conversation(models.Model):
     @property
     def is_with_bot(self) -> bool:
         return self.status == self.Status.BOT
+
+    @property
+    def handoff_label(self) -> str:
+        """The hand-off reason in words (the console's lists show one per row)."""
+        return str(HANDOFF_REASONS.get(self.handoff_reason, self.handoff_reason or "—"))
 
 
 class Message(models.Model):

@@ -117,6 +117,7 @@ def _queue_context(request: HttpRequest) -> dict[str, object]:
     lists = console_lists.queue_lists(user=request.user, label_id=label_id)
     return {
         "waiting": lists.waiting,
+        "waiting_total": lists.waiting_total,
         "mine": lists.mine,
         "mine_unread": lists.mine_unread,
         "labels": lists.labels,

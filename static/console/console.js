@@ -34,6 +34,7 @@
     cannedIndex: 0,
     selectedRow: -1,
     pendingG: false,
+    leaving: false,
     typingSentAt: 0,
     typingTimer: 0,
     toastTimer: 0,
@@ -636,6 +637,9 @@
   }
 
   function refreshHeader() {
+    if (state.leaving) {
+      return; // transferred away: we are about to go back to the list, and may not see it
+    }
     htmx.ajax("GET", location.pathname, {
       target: "#conv-header",
       select: "#conv-header",
@@ -1065,6 +1069,17 @@
     });
     document.addEventListener("htmx:sendError", function () {
       showToast("Could not reach the server; try again.");
+    });
+    document.addEventListener("htmx:beforeRequest", function (event) {
+      if (event.target.closest && event.target.closest(".transfer__form")) {
+        state.leaving = true;
+      }
+    });
+    document.addEventListener("htmx:afterRequest", function (event) {
+      // A refused transfer answers 200 with the header and its error; a done one redirects.
+      if (state.leaving && event.detail.xhr && event.detail.xhr.status === 200) {
+        state.leaving = false;
+      }
     });
     document.addEventListener("htmx:afterSettle", function (event) {
       updateTitle();
