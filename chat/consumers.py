@@ -22,6 +22,7 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    ConversationSeen,
     ConversationSync,
     ErrorCode,
     FeedbackCreate,
@@ -35,6 +36,8 @@ from chat.protocol import (
     ProtocolError,
     SessionReady,
     SyncDone,
+    TranscriptQueued,
+    TranscriptRequest,
     TypingStart,
     TypingStarted,
     VisitorOut,
@@ -45,7 +48,7 @@ from chat.protocol import (
 )
 from chat.ratelimit import RateLimited
 from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, presence
+from chat.services import conversations, notifications, presence
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.queue import queue_place
@@ -162,6 +165,8 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            ConversationSeen: self.conversation_seen,
+            TranscriptRequest: self.transcript_request,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -224,6 +229,7 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
@@ -249,6 +255,20 @@ class WidgetConsumer(ProtocolConsumer):
                 ErrorCode.INVALID_FRAME, _("Please enter a valid e-mail address.")
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
+
+    def conversation_seen(self, frame: ConversationSeen) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        notifications.conversation_seen(conversation=conversation, seq=frame.seq)
+
+    def transcript_request(self, frame: TranscriptRequest) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.visitor.refresh_from_db(fields=["email"])
+        if not self.visitor.email:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("Leave your e-mail address first."), "transcript"
+            )
+        notifications.transcript_send(conversation=conversation)
+        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=self.visitor.email))
 
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
+# 5: notifications: ``conversation.seen`` and ``transcript.request``/``transcript.queued``
+#    (widget), ``notification.created`` (console); ``message.create`` gains ``page_url``.
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -76,6 +78,8 @@ class MessageCreate(ClientFrame):
     conversation_id: ConversationId | None = None
     # Widget, first message only: the team the visitor chose before chatting (pre-chat).
     team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    # Widget, first message only: the page the visitor chats from (links in e-mails lead back).
+    page_url: Annotated[str, Field(max_length=500)] | None = None
 
 
 class HandoffRequest(ClientFrame):
@@ -111,6 +115,22 @@ class VisitorUpdate(ClientFrame):
     name: Annotated[str, Field(max_length=120)] = ""
 
 
+class ConversationSeen(ClientFrame):
+    """The widget showed the visitor every message up to ``seq`` (panel open, page visible).
+    Replies left unseen for the site's N minutes are e-mailed to visitors who left an address."""
+
+    type: Literal["conversation.seen"]
+    conversation_id: ConversationId
+    seq: Seq
+
+
+class TranscriptRequest(ClientFrame):
+    """E-mail me this conversation (to the address the visitor left)."""
+
+    type: Literal["transcript.request"]
+    conversation_id: ConversationId
+
+
 WidgetFrame = Annotated[
     ConversationSync
     | MessageCreate
@@ -118,7 +138,9 @@ WidgetFrame = Annotated[
     | FeedbackCreate
     | TypingStart
     | Ping
-    | VisitorUpdate,
+    | VisitorUpdate
+    | ConversationSeen
+    | TranscriptRequest,
     Field(discriminator="type"),
 ]
 ConsoleFrame = Annotated[
@@ -286,6 +308,30 @@ class AgentUpdated(Frame):
     status: Literal["online", "away", "offline"]
     capacity: int
     assigned: int
+
+
+class TranscriptQueued(Frame):
+    """Widget: the transcript is on its way to ``email``."""
+
+    type: Literal["transcript.queued"] = "transcript.queued"
+    conversation_id: int
+    email: str
+
+
+class NotificationCreated(Frame):
+    """Console, to one agent: something they asked to hear about (a new conversation in
+    the queue, one assigned to them, a customer's reply). The console plays a sound, badges
+    its title and shows a browser notification when its tab is hidden."""
+
+    type: Literal["notification.created"] = "notification.created"
+    kind: Literal["queued", "assigned", "reply"]
+    conversation_id: int
+    title: str
+    body: str
+    url: str
+    # Notifications with one tag replace each other (the page's and the service worker's).
+    tag: str
+    sound: bool
 
 
 class Pong(Frame):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import views, views_notifications
 
 app_name = "console"
 
@@ -11,6 +11,11 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.console_conversation, name="conversation"),
     path("c/<int:conversation_id>/take/", views.console_take, name="take"),
     path("c/<int:conversation_id>/close/", views.console_close, name="close"),
+    path("push/subscribe/", views_notifications.console_push_subscribe, name="push_subscribe"),
+    path(
+        "push/unsubscribe/", views_notifications.console_push_unsubscribe, name="push_unsubscribe"
+    ),
+    path("notifications/", views_notifications.console_notifications, name="notifications"),
     path("review/", views.console_review, name="review"),
     path("review/draft/", views.console_review_draft, name="review_draft"),
     path("review/create/", views.console_review_create, name="review_create"),

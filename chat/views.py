@@ -22,7 +22,9 @@ from chat import access, ratelimit
 from chat.forms import ReviewEntryForm
 from chat.models import Agent, Conversation, Message, Site, normalise_origin
 from chat.protocol import PROTOCOL_VERSION
-from chat.services import conversations, presence, review
+from chat.services import conversations, notifications, presence, review
+from chat.services.visitors import visitor_token
+from chat.transports import vapid_public_key
 
 DEMO_SITE_KEY = "acme-demo"
 
@@ -48,6 +50,9 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
     own = normalise_origin(request.build_absolute_uri("/"))
     parent_origin = parent if parent and (parent == own or site.allows_origin(parent)) else ""
     language = site.language or translation.get_language()
+    # A link from an e-mail or a notification: this browser becomes that conversation's visitor.
+    resumed = notifications.conversation_from_resume(request.GET.get("resume", ""))
+    resume = resumed[0] if resumed and resumed[0].site_id == site.pk else None
     with translation.override(language):
         response = render(
             request,
@@ -58,6 +63,9 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
                 "language": language,
                 "protocol_version": PROTOCOL_VERSION,
                 "max_chars": settings.HELPDESK_MAX_MESSAGE_CHARS,
+                "resume_token": visitor_token(resume.visitor) if resume else "",
+                "resume_conversation": resume.pk if resume else "",
+                "vapid_public_key": vapid_public_key(),
             },
         )
     return csp_override(response, {"frame-ancestors": [SELF, *sorted(site.origins)]})

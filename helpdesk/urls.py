@@ -2,12 +2,20 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from chat import views
+from chat import api, views, views_notifications
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("demo/", views.demo, name="demo"),
     path("widget/<str:key>/", views.widget, name="widget"),
+    path(
+        "widget/<str:key>/push/",
+        views_notifications.widget_push_subscribe,
+        name="widget_push_subscribe",
+    ),
+    path("sw.js", views_notifications.service_worker, name="service_worker"),
+    path("r/<str:token>/", views_notifications.resume, name="resume"),
+    path("api/v1/sites/<str:key>/messages", api.messages_create, name="api_messages"),
     path("console/", include("chat.urls")),
     path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -33,6 +33,8 @@ def message_frame(message: Message) -> MessageOut:
 def author_name(message: Message) -> str:
     if message.author == Message.Author.AGENT and message.agent is not None:
         return message.agent.display_name
+    if message.author == Message.Author.AGENT:  # a proactive message from the site's API
+        return str((message.meta or {}).get("sender") or message.conversation.site.name)
     if message.author == Message.Author.BOT:
         return _("Assistant")
     if message.author == Message.Author.VISITOR:

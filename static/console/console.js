@@ -45,6 +45,7 @@
     "sync.done": onSyncDone,
     "conversation.updated": onConversationUpdated,
     "typing.started": onTypingStarted,
+    "notification.created": onNotification,
     "error": onErrorFrame,
     "pong": function () {},
   };
@@ -176,13 +177,27 @@
     refreshQueue();
   }
 
+  // Unread notifications (counted while the tab is hidden) win over the queue's length.
   function updateTitle() {
     const queue = document.getElementById("queue");
-    if (!queue) {
-      return;
+    const waiting = queue ? Number(queue.dataset.waitingCount) || 0 : 0;
+    const unread = window.HelpdeskNotify ? window.HelpdeskNotify.unread() : 0;
+    let prefix = waiting > 0 ? "(" + waiting + ") " : "";
+    if (unread > 0) {
+      prefix = "(" + unread + " new) ";
     }
-    const waiting = Number(queue.dataset.waitingCount) || 0;
-    document.title = (waiting > 0 ? "(" + waiting + ") " : "") + state.baseTitle;
+    document.title = prefix + state.baseTitle;
+  }
+
+  // --- Notifications: sound, badge and browser notification live in notify.js -----------
+
+  function onNotification(frame) {
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.notify(frame);
+    }
+    if (frame.kind === "queued") {
+      refreshQueue();
+    }
   }
 
   // --- Conversation: transcript ----------------------------------------------------------
@@ -554,7 +569,10 @@
     dom.form = document.getElementById("reply-form");
     dom.body = document.getElementById("reply-body");
     dom.typing = document.getElementById("typing");
-    state.baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
+    state.baseTitle = document.title.replace(/^\(\d+( new)?\)\s*/, "");
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.onChange = updateTitle;
+    }
 
     listenToHtmx();
     listenToPage();

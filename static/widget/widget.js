@@ -46,6 +46,8 @@
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
+    notifyMe: document.getElementById("notify-me"),
+    transcript: document.getElementById("transcript"),
   };
 
   const state = {
@@ -68,6 +70,7 @@
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
     unread: 0,
+    reportedSeen: 0, // the highest seq sent in conversation.seen
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
 
@@ -84,6 +87,12 @@
       maxChars: parseInt(data.maxChars, 10) || 4000,
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
+      // A signed link (e-mail, notification) names a conversation and its visitor's token.
+      resumeToken: data.resumeToken || "",
+      resumeConversation: parseInt(data.resumeConversation, 10) || null,
+      vapidKey: data.vapidKey || "",
+      pushUrl: data.pushUrl || "",
+      pageUrl: new URLSearchParams(location.search).get("page") || "",
     };
   }
 
@@ -250,6 +259,7 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "transcript.queued": onTranscriptQueued,
     error: onError,
     pong: () => {},
   };
@@ -269,6 +279,14 @@
     if (visitor.token) save(keys.token, visitor.token);
 
     const conversation = frame.conversation;
+    if (config.resumeConversation) {
+      // Opened from a link: show that conversation, whichever is the latest.
+      switchConversation(config.resumeConversation);
+      config.resumeConversation = null;
+      syncConversation();
+      state.outbox.forEach(transmit);
+      return;
+    }
     if (conversation && conversation.conversation_id !== state.conversationId) {
       switchConversation(conversation.conversation_id);
     }
@@ -486,6 +504,7 @@
     els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
+    els.transcript.hidden = state.conversationId === null;
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
   }
@@ -655,6 +674,7 @@
     if (!state.outbox.includes(entry)) return;
     const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
     if (state.conversationId !== null) frame.conversation_id = state.conversationId;
+    else if (/^https?:\/\//.test(config.pageUrl)) frame.page_url = config.pageUrl.slice(0, 500);
     send(frame);
   }
 
@@ -798,8 +818,68 @@
   }
 
   function markSeen() {
-    if (!state.open || state.conversationId === null || state.lastSeq <= seenSeq()) return;
+    if (!state.open || state.conversationId === null || document.visibilityState !== "visible") return;
+    if (state.lastSeq > state.reportedSeen) {
+      // Replies the visitor saw are not e-mailed to them.
+      if (send({ type: "conversation.seen", conversation_id: state.conversationId, seq: state.lastSeq })) {
+        state.reportedSeen = state.lastSeq;
+      }
+    }
+    if (state.lastSeq <= seenSeq()) return;
     save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
+  }
+
+  // --- Notifications: push opt-in and the transcript ----------------------------------------
+
+  function pushSupported() {
+    return Boolean(
+      config.vapidKey && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window
+    );
+  }
+
+  function keyBytes(base64url) {
+    const padded = (base64url + "===".slice((base64url.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  }
+
+  async function subscribePush() {
+    const permission = await Notification.requestPermission();
+    if (permission !== "granted") throw new Error(text.notifyBlocked);
+    const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const subscription =
+      (await registration.pushManager.getSubscription()) ||
+      (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(config.vapidKey) }));
+    const response = await fetch(config.pushUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: load(keys.token), subscription }),
+    });
+    if (!response.ok) throw new Error(text.notifyFailed);
+  }
+
+  function requestPush() {
+    els.notifyMe.disabled = true;
+    subscribePush()
+      .then(() => {
+        els.notifyMe.hidden = true;
+        showNotice(text.notifyOn);
+      })
+      .catch((error) => {
+        els.notifyMe.disabled = false;
+        showNotice(error.message || text.notifyFailed);
+      });
+  }
+
+  function requestTranscript() {
+    if (state.conversationId === null) return;
+    if (!send({ type: "transcript.request", conversation_id: state.conversationId })) {
+      showNotice(text.reconnecting);
+    }
+  }
+
+  function onTranscriptQueued(frame) {
+    showNotice(text.transcriptSent.replace("{email}", frame.email));
   }
 
   function closePanel() {
@@ -823,6 +903,11 @@
     els.body.addEventListener("input", onComposerInput);
     els.handoff.addEventListener("click", requestHandoff);
     els.offline.addEventListener("submit", submitOffline);
+    els.transcript.addEventListener("click", requestTranscript);
+    els.notifyMe.hidden = !pushSupported() || (window.Notification && Notification.permission === "denied");
+    els.notifyMe.addEventListener("click", requestPush);
+    document.addEventListener("visibilitychange", markSeen);
+    if (config.resumeToken) save(keys.token, config.resumeToken);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && embedded) closePanel();
     });
@@ -832,7 +917,7 @@
     applyConversation(null);
     // Someone with a stored token may have replies waiting: connect now to badge them.
     // A first-time visitor connects when they open the panel (or send).
-    const returning = Boolean(load(keys.token));
+    const returning = Boolean(load(keys.token) || config.resumeToken);
     if (!returning) showGreeting();
     if (returning || state.open) connect();
     postToParent({ type: "widget.ready", color: config.color });
