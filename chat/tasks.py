@@ -60,6 +60,14 @@ def presence_sweep() -> int:
 
 
 @shared_task(acks_late=True)
+def attachment_thumbnail(attachment_id: int) -> None:
+    """A big image's thumbnail, made outside the upload request."""
+    from chat.services.attachments import attachment_thumbnail_make
+
+    attachment_thumbnail_make(attachment_id=attachment_id)
+
+
+@shared_task(acks_late=True)
 def delivery_send(delivery_id: int) -> None:
     """One try of a push or an e-mail; a temporary failure enqueues the next, up to a limit."""
     from chat.services.notifications import delivery_attempt

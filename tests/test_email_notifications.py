@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from chat.models import Conversation, Delivery, Message, Visitor
 from chat.services.conversations import agent_message_post, conversation_close
-from chat.services.notifications import conversation_seen, email_fallback_sweep
+from chat.services.notifications import email_fallback_sweep
+from chat.services.receipts import conversation_read
 from chat.services.visitors import visitor_token
 from tests.conftest import widget_for
 
@@ -90,17 +91,10 @@ def test_it_emails_only_the_replies_that_came_after_the_last_e_mail(smtp_server,
 
 def test_it_sends_nothing_for_replies_the_visitor_saw(smtp_server, chat):
     chat.refresh_from_db()
-    conversation_seen(conversation=chat, seq=chat.last_seq)
+    conversation_read(conversation=chat, reader="visitor", seq=chat.last_seq)
 
     assert email_fallback_sweep(now=minutes_later(10)) == 0
     assert smtp_server.received == []
-
-
-def test_it_counts_only_seqs_that_exist_as_seen(chat):
-    chat.refresh_from_db()
-    conversation_seen(conversation=chat, seq=chat.last_seq + 100)
-    chat.refresh_from_db()
-    assert chat.visitor_seen_seq == 0
 
 
 def test_it_follows_the_sites_minutes_and_its_off_switch(smtp_server, site, chat):
@@ -125,13 +119,14 @@ async def test_it_takes_what_the_widget_showed_as_seen(chat):
     from channels.db import database_sync_to_async
 
     widget = await widget_for(chat.visitor)
-    await widget.send(type="conversation.seen", conversation_id=chat.pk, seq=2)
+    await widget.send(type="message.read", conversation_id=chat.pk, seq=2)
     await widget.send(type="ping")
     await widget.expect("pong")
     await widget.close()
 
     await database_sync_to_async(chat.refresh_from_db)()
-    assert chat.visitor_seen_seq == 2
+    assert chat.visitor_read_seq == 2
+    assert await database_sync_to_async(email_fallback_sweep)(now=minutes_later(10)) == 0
 
 
 def test_its_link_reopens_the_conversation_in_the_widget_on_the_sites_page(

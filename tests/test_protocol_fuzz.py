@@ -53,7 +53,6 @@ WIDGET_TYPES = {
     "feedback.create",
     "typing.start",
     "ping",
-    "conversation.seen",
     "transcript.request",
 }
 CONSOLE_TYPES = {"conversation.sync", "message.create", "typing.start", "ping"}
@@ -231,7 +230,6 @@ REQUIRED = {
     "feedback.create": ["conversation_id", "seq", "helpful"],
     "typing.start": ["conversation_id"],
     "ping": [],
-    "conversation.seen": ["conversation_id", "seq"],
     "transcript.request": ["conversation_id"],
 }
 CONSOLE_ONLY_VALID = {"conversation.sync", "message.create", "typing.start", "ping"}
@@ -245,8 +243,6 @@ def valid_frame(kind: str, conversation_id: int) -> dict[str, Any]:
         frame |= {"client_id": "fuzz", "body": "Hello", "conversation_id": conversation_id}
     elif kind == "feedback.create":
         frame |= {"conversation_id": conversation_id, "seq": 2, "helpful": True}
-    elif kind == "conversation.seen":
-        frame |= {"conversation_id": conversation_id, "seq": 1}
     elif kind != "ping":
         frame |= {"conversation_id": conversation_id}
     return frame

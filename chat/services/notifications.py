@@ -361,15 +361,8 @@ def _schedule_fallback(conversation: Conversation) -> None:
     )
 
 
-def conversation_seen(*, conversation: Conversation, seq: int) -> None:
-    """The visitor's widget showed everything up to ``seq`` (never past what exists)."""
-    Conversation.objects.filter(
-        pk=conversation.pk, visitor_seen_seq__lt=seq, last_seq__gte=seq
-    ).update(visitor_seen_seq=seq)
-
-
 def _unseen_replies(conversation: Conversation) -> list[Message]:
-    after = max(conversation.visitor_seen_seq, conversation.visitor_emailed_seq)
+    after = max(conversation.visitor_read_seq, conversation.visitor_emailed_seq)
     return list(
         conversation.messages.filter(author=Message.Author.AGENT, seq__gt=after)
         .select_related("agent")
@@ -425,7 +418,7 @@ def email_fallback_sweep(*, now: datetime | None = None) -> int:
     unseen = Message.objects.filter(
         conversation=OuterRef("pk"),
         author=Message.Author.AGENT,
-        seq__gt=Greatest(OuterRef("visitor_seen_seq"), OuterRef("visitor_emailed_seq")),
+        seq__gt=Greatest(OuterRef("visitor_read_seq"), OuterRef("visitor_emailed_seq")),
         created_at__lte=now - timedelta(minutes=1),
     )
     candidates = (
