@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Visitor
+from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Team, Visitor
 
 
 class NotFound(Exception):
@@ -67,6 +67,27 @@ def conversations_to_supervise(user: User | AnonymousUser) -> ConversationQueryS
     if agent is not None and agent.is_supervisor:
         return Conversation.objects.filter(site__in=sites_for_user(user))
     return conversations_for_user(user)
+
+
+def conversations_for_reports(user: User | AnonymousUser) -> ConversationQuerySet:
+    """Reports: staff see every site; an agent what ``conversations_for_user`` shows them."""
+    if user.is_authenticated and user.is_staff:
+        return Conversation.objects.all()
+    return conversations_for_user(user)
+
+
+def report_sites_for_user(user: User | AnonymousUser) -> QuerySet[Site]:
+    if user.is_authenticated and user.is_staff:
+        return Site.objects.all()
+    return sites_for_user(user)
+
+
+def report_teams_for_user(user: User | AnonymousUser) -> QuerySet[Team]:
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user.is_staff:
+        return Team.objects.select_related("site")
+    return Team.objects.filter(agents__user__pk=user.pk).select_related("site")
 
 
 def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:

@@ -23,7 +23,10 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    ConversationClose,
     ConversationSync,
+    CsatCreate,
+    CsatRecorded,
     ErrorCode,
     FeedbackCreate,
     FeedbackRecorded,
@@ -50,7 +53,7 @@ from chat.protocol import (
 )
 from chat.ratelimit import RateLimited
 from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, notifications, presence, receipts
+from chat.services import conversations, csat, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -89,7 +92,7 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_json(error.frame())
         except access.NotFound:
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
-        except conversations.Conflict as conflict:
+        except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
@@ -180,6 +183,8 @@ class WidgetConsumer(ProtocolConsumer):
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
             MessageRead: self.message_read,
+            ConversationClose: self.conversation_close,
+            CsatCreate: self.csat_create,
             TranscriptRequest: self.transcript_request,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
@@ -228,6 +233,10 @@ class WidgetConsumer(ProtocolConsumer):
         self.send_frame(conversation_frame(conversation))
         self.sync_history(conversation, frame.after_seq)
         self.send_queue_place(conversation)
+        if not conversation.is_open:  # closed before they answered: ask again
+            pending = csat.csat_pending(conversation=conversation)
+            if pending is not None:
+                self.send_frame(csat.csat_requested_frame(pending))
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
@@ -296,6 +305,17 @@ class WidgetConsumer(ProtocolConsumer):
     def message_read(self, frame: MessageRead) -> None:
         conversation = self.conversation(frame.conversation_id)
         receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
+    def conversation_close(self, frame: ConversationClose) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.conversation_close(conversation=conversation, by=None)
+
+    def csat_create(self, frame: CsatCreate) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        rating = csat.csat_record(
+            conversation=conversation, score=frame.score, comment=frame.comment
+        )
+        self.send_frame(CsatRecorded(conversation_id=conversation.pk, score=rating.score or 0))
 
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -141,6 +141,32 @@ class Site(models.Model):
             "if they left an address. 0 turns this off."
         ),
     )
+
+    class CsatScale(models.TextChoices):
+        STARS = "stars", _("Stars (1–5)")
+        EMOJI = "emoji", _("Faces (1–5)")
+
+    csat_enabled = models.BooleanField(
+        _("ask for a rating at close"),
+        default=True,
+        help_text=_("When a conversation closes, the widget asks for a 1–5 rating."),
+    )
+    csat_scale = models.CharField(
+        _("rating scale"), max_length=5, choices=CsatScale.choices, default=CsatScale.STARS
+    )
+    csat_question = models.CharField(
+        _("rating question"), max_length=200, default="How would you rate this conversation?"
+    )
+    csat_only_if_human = models.BooleanField(
+        _("only after a person replied"),
+        default=True,
+        help_text=_("Skip the survey for conversations the bot handled alone."),
+    )
+    csat_cooldown_days = models.PositiveSmallIntegerField(
+        _("ask the same customer at most every (days)"),
+        default=0,
+        help_text=_("No new survey for a customer asked within this many days. 0: no limit."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -323,6 +349,8 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # The first reply an agent stored: the end of the first response time in reports.
+    first_response_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     labels = models.ManyToManyField(Label, related_name="conversations", blank=True)
 
@@ -331,6 +359,7 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            models.Index(fields=["site", "created_at"], name="conv_site_created_idx"),
             models.Index(fields=["site", "status", "queued_at"], name="conv_queue_idx"),
             models.Index(fields=["visitor", "-created_at"], name="conv_visitor_idx"),
         ]
@@ -567,6 +596,54 @@ class BotDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} {self.question[:40]}"
+
+
+class CsatRating(models.Model):
+    """The survey of one closed conversation: asked at close, answered (once) by the visitor.
+
+    Who it is attributed to is copied at close time, so reassigning the conversation, renaming
+    the agent or deleting the team later does not move the rating.
+    """
+
+    class ResolvedBy(models.TextChoices):
+        BOT = "bot", _("Bot")
+        HUMAN = "human", _("Person")
+
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="csat")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="csat_ratings")
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="csat_ratings")
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="csat_ratings"
+    )
+    agent_name = models.CharField(max_length=80, blank=True)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="csat_ratings"
+    )
+    team_name = models.CharField(max_length=80, blank=True)
+    resolved_by = models.CharField(max_length=5, choices=ResolvedBy.choices)
+    scale = models.CharField(max_length=5, choices=Site.CsatScale.choices)
+    question = models.CharField(max_length=200)
+    requested_at = models.DateTimeField()
+    score = models.PositiveSmallIntegerField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["visitor", "requested_at"], name="csat_visitor_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | Q(score__gte=1, score__lte=5),
+                name="csat_score_1_to_5",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} {self.score or '-'}"
+
+    @property
+    def is_answered(self) -> bool:
+        return self.score is not None
 
 
 # --- Notifications ---------------------------------------------------------------------

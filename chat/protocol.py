@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    attachments: ``message.created`` gains ``attachment`` (files are sent over HTTP),
 #    ``attachment.updated``, error code ``unsupported_type``; read receipts: ``message.read``
 #    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
-#    and ``agent_read_seq``.
+#    and ``agent_read_seq``; ratings at close: ``conversation.close``, ``csat.create``
+#    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
 #    notifications: ``transcript.request``/``transcript.queued`` (widget),
 #    ``notification.created`` (console); ``message.create`` gains ``page_url``.
 PROTOCOL_VERSION = 4
@@ -105,6 +106,22 @@ class FeedbackCreate(ClientFrame):
     helpful: bool
 
 
+class ConversationClose(ClientFrame):
+    """The visitor ends the conversation ("End chat")."""
+
+    type: Literal["conversation.close"]
+    conversation_id: ConversationId
+
+
+class CsatCreate(ClientFrame):
+    """The visitor answers the survey ``csat.requested`` asked for this conversation."""
+
+    type: Literal["csat.create"]
+    conversation_id: ConversationId
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
@@ -146,6 +163,8 @@ WidgetFrame = Annotated[
     | Ping
     | VisitorUpdate
     | MessageRead
+    | ConversationClose
+    | CsatCreate
     | TranscriptRequest,
     Field(discriminator="type"),
 ]
@@ -315,6 +334,21 @@ class FeedbackRecorded(Frame):
     conversation_id: int
     seq: int
     helpful: bool
+
+
+class CsatRequested(Frame):
+    """The conversation closed: ask the visitor for a 1–5 rating and an optional comment."""
+
+    type: Literal["csat.requested"] = "csat.requested"
+    conversation_id: int
+    scale: Literal["stars", "emoji"]
+    question: str
+
+
+class CsatRecorded(Frame):
+    type: Literal["csat.recorded"] = "csat.recorded"
+    conversation_id: int
+    score: int
 
 
 class TypingStarted(Frame):

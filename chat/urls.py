@@ -18,6 +18,8 @@ urlpatterns = [
     path("c/<int:conversation_id>/labels/", views.console_label, name="label"),
     path("c/<int:conversation_id>/seen/", views.console_seen, name="seen"),
     path("c/<int:conversation_id>/files/", attachment_views.console_upload, name="upload"),
+    path("reports/", views.console_reports, name="reports"),
+    path("reports/export.csv", views.console_reports_csv, name="reports_csv"),
     path("push/subscribe/", views_notifications.console_push_subscribe, name="push_subscribe"),
     path(
         "push/unsubscribe/", views_notifications.console_push_unsubscribe, name="push_unsubscribe"

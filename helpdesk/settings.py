@@ -222,6 +222,8 @@ HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 4000)
 HELPDESK_MAX_FRAME_BYTES = env_int("HELPDESK_MAX_FRAME_BYTES", 32_768)
 # How long a visitor token stays valid, in days.
 HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
+# How long a rating link (chat.services.csat.csat_link) stays valid, in days.
+HELPDESK_CSAT_LINK_DAYS = env_int("HELPDESK_CSAT_LINK_DAYS", 14)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
 # Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only

@@ -15,6 +15,7 @@ urlpatterns = [
         attachment_views.attachment_thumbnail,
         name="attachment_thumbnail",
     ),
+    path("rate/<str:token>/", views.csat_rate, name="csat_rate"),
     path(
         "widget/<str:key>/push/",
         views_notifications.widget_push_subscribe,

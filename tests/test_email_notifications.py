@@ -172,6 +172,7 @@ def test_it_emails_the_transcript_when_an_agent_closes_the_conversation(smtp_ser
     assert "Hi Ann, checking now." in mail.text and "It ships tomorrow." in mail.text
     assert "This conversation was closed." not in mail.text  # system notes stay out
     link_in(mail.text)
+    assert re.search(r"http://testserver/rate/[^\s]+/", mail.text)  # rate it later, too
 
 
 async def test_it_emails_the_transcript_when_the_visitor_asks(smtp_server, chat):

@@ -13,6 +13,7 @@ from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services import notifications
+from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
 from chat.services.inbox import inbox_notify
 from chat.services.messages import Posted, message_post
@@ -208,7 +209,12 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
         _announce_queue(conversation.site_id)
 
 
-def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
+def conversation_close(
+    *, conversation: Conversation, by: Agent | None, survey: bool = True
+) -> None:
+    """Close the conversation (``by`` None: the visitor ended it). Unless the agent chose to
+    close without one (``survey=False``), the visitor is asked for a rating when the site's
+    rules allow."""
     with transaction.atomic():
         updated = (
             Conversation.objects.filter(pk=conversation.pk)
@@ -230,6 +236,8 @@ def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
             _after_commit(lambda: notifications.transcript_send(conversation=conversation))
         inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
+        if survey:
+            csat_request(conversation=conversation, by=by)
         _announce_queue(conversation.site_id)
 
 

@@ -22,7 +22,15 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from chat.models import Agent, Conversation, Delivery, Message, PushSubscription, Visitor
+from chat.models import (
+    Agent,
+    Conversation,
+    CsatRating,
+    Delivery,
+    Message,
+    PushSubscription,
+    Visitor,
+)
 from chat.protocol import NotificationCreated
 from chat.realtime import agent_group, send_after_commit
 from chat.transports import TransportError, email_transport, webpush_transport
@@ -76,12 +84,11 @@ def conversation_from_resume(token: str) -> tuple[Conversation, bool] | None:
 
 
 def csat_url(conversation: Conversation) -> str:
-    """The survey link for the transcript e-mail, once the feedback feature provides it."""
-    try:
-        from chat.services.feedback import csat_link  # type: ignore[attr-defined]
-    except ImportError:
-        return ""
-    return str(csat_link(conversation))
+    """The rating link for the transcript e-mail, while a survey waits for an answer."""
+    from chat.services.csat import csat_link
+
+    waiting = CsatRating.objects.filter(conversation=conversation, score__isnull=True)
+    return public_url(csat_link(conversation)) if waiting.exists() else ""
 
 
 # --- Deliveries --------------------------------------------------------------------------

@@ -41,6 +41,13 @@
     typing: document.getElementById("typing"),
     notice: document.getElementById("notice"),
     handoff: document.getElementById("handoff"),
+    endChat: document.getElementById("end-chat"),
+    csat: document.getElementById("csat"),
+    csatQuestion: document.getElementById("csat-question"),
+    csatScale: document.getElementById("csat-scale"),
+    csatComment: document.getElementById("csat-comment"),
+    csatSend: document.getElementById("csat-send"),
+    csatDone: document.getElementById("csat-done"),
     offline: document.getElementById("offline"),
     offlineEmail: document.getElementById("offline-email"),
     composer: document.getElementById("composer"),
@@ -72,6 +79,7 @@
     open: !embedded, // a standalone widget is always open
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
+    csat: null, // {conversationId, score}: the survey on screen
     unread: 0,
     agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
     readSent: 0, // the highest seq we told the server the visitor has seen
@@ -270,6 +278,8 @@
     "transcript.queued": onTranscriptQueued,
     "attachment.updated": onAttachmentUpdated,
     "receipt.updated": onReceiptUpdated,
+    "csat.requested": onCsatRequested,
+    "csat.recorded": onCsatRecorded,
     error: onError,
     pong: () => {},
   };
@@ -474,6 +484,8 @@
       failBubble(pendingBubble(entry.clientId));
     }
     enableFeedbackButtons();
+    if (state.csat) els.csatSend.disabled = state.csat.score === null;
+    els.endChat.disabled = false;
     showNotice(frame.message);
   }
 
@@ -490,6 +502,7 @@
 
   function switchConversation(conversationId) {
     if (state.conversationId !== null) clearHistory();
+    hideCsat();
     state.conversationId = conversationId;
     state.lastSeq = 0;
     state.agentReadSeq = 0;
@@ -522,6 +535,9 @@
     els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
+    els.endChat.hidden = !state.status || state.status === "closed";
+    els.endChat.disabled = state.stopped;
+    if (state.status && state.status !== "closed") hideCsat(); // reopened: the survey is moot
     els.transcript.hidden = state.conversationId === null;
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
@@ -586,11 +602,14 @@
     const prompt = element("div", "msg__feedback");
     prompt.appendChild(element("span", "msg__feedback-question", text.helpful));
     [
-      [text.yes, true],
-      [text.no, false],
-    ].forEach(([label, helpful]) => {
-      const button = element("button", "msg__feedback-button", label);
+      ["👍", text.yes, true],
+      ["👎", text.no, false],
+    ].forEach(([symbol, label, helpful]) => {
+      const button = element("button", "msg__feedback-button", symbol);
       button.type = "button";
+      button.setAttribute("aria-label", label);
+      button.title = label;
+      button.dataset.helpful = String(helpful);
       button.addEventListener("click", () => sendFeedback(prompt, seq, helpful));
       prompt.appendChild(button);
     });
@@ -763,6 +782,78 @@
     const rated = loadJson(keys.rated, []).filter((k) => k !== `${state.conversationId}:${seq}`);
     rated.push(`${state.conversationId}:${seq}`);
     save(keys.rated, JSON.stringify(rated.slice(-50)));
+  }
+
+  // --- Rating at close (CSAT) -------------------------------------------------------------
+
+  const FACES = ["😞", "🙁", "😐", "🙂", "😄"];
+
+  function onCsatRequested(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    if (state.csat && state.csat.conversationId === frame.conversation_id) return; // on screen
+    state.csat = { conversationId: frame.conversation_id, score: null };
+    els.csatQuestion.textContent = frame.question;
+    els.csatScale.replaceChildren();
+    els.csatScale.dataset.scale = frame.scale;
+    for (let score = 1; score <= 5; score += 1) {
+      const symbol = frame.scale === "emoji" ? FACES[score - 1] : "★";
+      const button = element("button", "csat__choice", symbol);
+      button.type = "button";
+      button.dataset.score = String(score);
+      button.setAttribute("aria-pressed", "false");
+      button.setAttribute("aria-label", text.csatScore.replace("{n}", String(score)));
+      button.addEventListener("click", () => chooseScore(score));
+      els.csatScale.appendChild(button);
+    }
+    els.csatComment.value = "";
+    els.csatSend.disabled = true;
+    els.csatDone.hidden = true;
+    els.csat.hidden = false;
+    scrollToEnd(true);
+  }
+
+  function chooseScore(score) {
+    if (!state.csat) return;
+    state.csat.score = score;
+    const stars = els.csatScale.dataset.scale !== "emoji";
+    els.csatScale.querySelectorAll(".csat__choice").forEach((button) => {
+      const value = Number(button.dataset.score);
+      button.setAttribute("aria-pressed", String(value === score));
+      button.classList.toggle("csat__choice--on", stars ? value <= score : value === score);
+    });
+    els.csatSend.disabled = false;
+  }
+
+  function submitCsat(event) {
+    event.preventDefault();
+    if (!state.csat || state.csat.score === null) return;
+    const frame = {
+      type: "csat.create",
+      conversation_id: state.csat.conversationId,
+      score: state.csat.score,
+      comment: els.csatComment.value.trim().slice(0, 1000),
+    };
+    if (send(frame)) els.csatSend.disabled = true;
+  }
+
+  function onCsatRecorded(frame) {
+    if (!state.csat || frame.conversation_id !== state.csat.conversationId) return;
+    hideCsat();
+    els.csatDone.textContent = text.csatThanks;
+    els.csatDone.hidden = false;
+  }
+
+  function hideCsat() {
+    state.csat = null;
+    els.csat.hidden = true;
+    els.csatDone.hidden = true;
+  }
+
+  function endChat() {
+    if (state.conversationId === null || !state.status || state.status === "closed") return;
+    if (send({ type: "conversation.close", conversation_id: state.conversationId })) {
+      els.endChat.disabled = true;
+    }
   }
 
   // --- Banner and notices ------------------------------------------------------------------
@@ -1092,6 +1183,8 @@
     els.body.addEventListener("keydown", onComposerKey);
     els.body.addEventListener("input", onComposerInput);
     els.handoff.addEventListener("click", requestHandoff);
+    els.endChat.addEventListener("click", endChat);
+    els.csat.addEventListener("submit", submitCsat);
     els.offline.addEventListener("submit", submitOffline);
     els.transcript.addEventListener("click", requestTranscript);
     els.notifyMe.hidden = !pushSupported() || (window.Notification && Notification.permission === "denied");
