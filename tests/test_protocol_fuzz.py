@@ -54,6 +54,7 @@ WIDGET_TYPES = {
     "typing.start",
     "ping",
     "message.read",
+    "transcript.request",
 }
 CONSOLE_TYPES = {"conversation.sync", "message.create", "typing.start", "ping", "message.read"}
 # Frames that arrive on their own (broadcasts), as opposed to direct answers.
@@ -70,6 +71,7 @@ LIVE_TYPES = {
     "conversation.returned",
     "receipt.updated",
     "attachment.updated",
+    "notification.created",
 }
 
 
@@ -232,6 +234,7 @@ REQUIRED = {
     "typing.start": ["conversation_id"],
     "ping": [],
     "message.read": ["conversation_id", "seq"],
+    "transcript.request": ["conversation_id"],
 }
 CONSOLE_ONLY_VALID = CONSOLE_TYPES
 
