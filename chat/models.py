@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
@@ -204,6 +204,24 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
 
     def open(self) -> ConversationQuerySet:
         return self.exclude(status=Conversation.Status.CLOSED)
+
+    def seq_take(self, pk: int) -> tuple[int, str] | None:
+        """Hand out conversation ``pk``'s next ``seq`` and return it with the status it has
+        now, in one round trip (None: no such conversation).
+
+        The UPDATE takes the row lock (the write lock on SQLite) that orders the sequence.
+        The ORM has no UPDATE ... RETURNING, hence the SQL (both databases speak it).
+        """
+        quote = connections[self.db].ops.quote_name
+        sql = (
+            f"UPDATE {quote(Conversation._meta.db_table)} SET {quote('last_seq')} = "
+            f"{quote('last_seq')} + 1 WHERE {quote('id')} = %s "
+            f"RETURNING {quote('last_seq')}, {quote('status')}"
+        )
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, [pk])
+            row = cursor.fetchone()
+        return (int(row[0]), str(row[1])) if row else None
 
 
 class Conversation(models.Model):

@@ -39,8 +39,13 @@ def send_now(groups: list[str], frame: Frame) -> None:
     if layer is None:
         return
     event: dict[str, Any] = {"type": FORWARD, "frame": dump(frame)}
+    async_to_sync(_group_send_all)(layer, groups, event)
+
+
+async def _group_send_all(layer: Any, groups: list[str], event: dict[str, Any]) -> None:
+    # One hop from the calling thread to the event loop for all groups, not one per group.
     for group in groups:
-        async_to_sync(layer.group_send)(group, event)
+        await layer.group_send(group, event)
 
 
 def send_after_commit(groups: list[str], frame: Frame) -> None:

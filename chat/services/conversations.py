@@ -12,7 +12,7 @@ from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services.frames import conversation_frame
-from chat.services.messages import Posted, message_post
+from chat.services.messages import ConversationClosed, Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
 
@@ -56,6 +56,23 @@ def visitor_message_send(
 
     A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
     """
+    if conversation is not None:
+        # The common case, an open conversation, in one transaction of two statements.
+        if on_conversation is not None:
+            on_conversation(conversation)
+        try:
+            posted = message_post(
+                conversation=conversation,
+                author=Message.Author.VISITOR,
+                body=body,
+                client_id=client_id,
+                require_open=True,
+            )
+        except ConversationClosed:
+            conversation.status = Conversation.Status.CLOSED
+        else:
+            _visitor_message_stored(conversation, posted)
+            return posted
     stored = (
         Message.objects.select_related("conversation__visitor", "agent")
         .filter(conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id)
@@ -85,14 +102,18 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
             body=body,
             client_id=client_id,
         )
-        if posted.created and conversation.is_with_bot:
-            from chat.tasks import bot_answer
-
-            seq = posted.message.seq
-            transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
-        elif posted.created and conversation.status == Conversation.Status.WAITING:
-            _announce_queue(conversation.site_id)
+        _visitor_message_stored(conversation, posted)
     return posted
+
+
+def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
+    if posted.created and conversation.is_with_bot:
+        from chat.tasks import bot_answer
+
+        seq = posted.message.seq
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+    elif posted.created and conversation.status == Conversation.Status.WAITING:
+        _announce_queue(conversation.site_id)
 
 
 def agent_message_post(
