@@ -223,6 +223,23 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             row = cursor.fetchone()
         return (int(row[0]), str(row[1])) if row else None
 
+    def seq_take_many(self, counts: dict[int, int]) -> dict[int, tuple[int, str]]:
+        """``seq_take`` for several conversations at once: ``counts[pk]`` seqs each, in one
+        statement. Returns each found conversation's new ``last_seq`` and its status."""
+        quote = connections[self.db].ops.quote_name
+        table, last_seq = quote(Conversation._meta.db_table), quote("last_seq")
+        ids = sorted(counts)  # one order for everybody's row locks
+        values = ", ".join(["(%s, %s)"] * len(ids))
+        sql = (
+            f"WITH taken(pk, n) AS (VALUES {values}) "
+            f"UPDATE {table} SET {last_seq} = {last_seq} + taken.n FROM taken "
+            f"WHERE {table}.{quote('id')} = taken.pk "
+            f"RETURNING {table}.{quote('id')}, {table}.{last_seq}, {table}.{quote('status')}"
+        )
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, [value for pk in ids for value in (pk, counts[pk])])
+            return {int(pk): (int(seq), str(status)) for pk, seq, status in cursor.fetchall()}
+
 
 class Conversation(models.Model):
     class Status(models.TextChoices):

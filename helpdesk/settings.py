@@ -118,7 +118,7 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 # Connections per process that PostgreSQL serves from a psycopg pool; 0: no pool (then
 # DATABASE_CONN_MAX_AGE decides how long each thread keeps its own connection).
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 8)
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
@@ -234,8 +234,10 @@ HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
 # Threads per server process that run socket frames (each with its own database
-# connection); layer events to sockets need none. SQLite has one writer, so one thread.
-HELPDESK_FRAME_THREADS = env_int("HELPDESK_FRAME_THREADS", 4 if DATABASE_URL else 1)
+# connection); layer events to sockets need none.
+HELPDESK_FRAME_THREADS = env_int("HELPDESK_FRAME_THREADS", 8 if DATABASE_URL else 4)
+# Visitors' messages from many sockets share one transaction (chat/services/group_commit.py).
+HELPDESK_GROUP_COMMIT = env_bool("HELPDESK_GROUP_COMMIT", True)
 if HELPDESK_FRAME_THREADS < 1:
     raise ImproperlyConfigured("HELPDESK_FRAME_THREADS must be at least 1")
 if DATABASE_URL and DATABASE_POOL_SIZE and DATABASE_POOL_SIZE < HELPDESK_FRAME_THREADS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -12,6 +13,7 @@ from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services.frames import conversation_frame
+from chat.services.group_commit import group_commit
 from chat.services.messages import ConversationClosed, Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
@@ -61,13 +63,7 @@ def visitor_message_send(
         if on_conversation is not None:
             on_conversation(conversation)
         try:
-            posted = message_post(
-                conversation=conversation,
-                author=Message.Author.VISITOR,
-                body=body,
-                client_id=client_id,
-                require_open=True,
-            )
+            posted = _visitor_post_open(conversation=conversation, body=body, client_id=client_id)
         except ConversationClosed:
             conversation.status = Conversation.Status.CLOSED
         else:
@@ -89,6 +85,18 @@ def visitor_message_send(
         if on_conversation is not None:
             on_conversation(conversation)
         return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
+
+
+def _visitor_post_open(*, conversation: Conversation, body: str, client_id: str) -> Posted:
+    if settings.HELPDESK_GROUP_COMMIT and not transaction.get_connection().in_atomic_block:
+        return group_commit.visitor_post(conversation=conversation, body=body, client_id=client_id)
+    return message_post(
+        conversation=conversation,
+        author=Message.Author.VISITOR,
+        body=body,
+        client_id=client_id,
+        require_open=True,
+    )
 
 
 def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
