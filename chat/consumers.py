@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -26,7 +27,10 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    ConversationClose,
     ConversationSync,
+    CsatCreate,
+    CsatRecorded,
     ErrorCode,
     FeedbackCreate,
     FeedbackRecorded,
@@ -34,6 +38,8 @@ from chat.protocol import (
     HandoffRequest,
     MessageAck,
     MessageCreate,
+    MessageRead,
+    NoteCreate,
     Ping,
     Pong,
     ProtocolError,
@@ -56,9 +62,10 @@ from chat.realtime import (
     site_agents_group,
     visitor_group,
 )
-from chat.services import conversations, presence
+from chat.services import conversations, csat, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
+from chat.services.notes import note_add, note_frame, notes_from
 from chat.services.queue import queue_place
 from chat.services.visitors import (
     BadToken,
@@ -70,6 +77,8 @@ from chat.services.visitors import (
 )
 
 log = logging.getLogger(__name__)
+
+TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
 @cache
@@ -126,7 +135,7 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_json(error.frame())
         except access.NotFound:
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
-        except conversations.Conflict as conflict:
+        except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
@@ -171,7 +180,7 @@ class ProtocolConsumer(WebsocketConsumer):
         conversation.refresh_from_db(fields=["last_seq"])
         self.send_frame(SyncDone(conversation_id=conversation.pk, last_seq=conversation.last_seq))
 
-    def check_body(self, frame: MessageCreate) -> str:
+    def check_body(self, frame: MessageCreate | NoteCreate) -> str:
         body = frame.body.strip()
         if not body:
             raise ProtocolError(
@@ -189,6 +198,15 @@ class ProtocolConsumer(WebsocketConsumer):
     def ping(self, frame: Ping) -> None:
         self.send_frame(Pong())
 
+    def typing_due(self, conversation_id: int) -> bool:
+        """At most one ``typing.started`` per second per socket, however fast a client sends."""
+        now = time.monotonic()
+        sent: dict[int, float] = self.__dict__.setdefault("typing_sent_at", {})
+        if now - sent.get(conversation_id, -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        sent[conversation_id] = now
+        return True
+
 
 class WidgetConsumer(ProtocolConsumer):
     """A visitor's widget: ``/ws/widget/v1/?site=KEY[&token=TOKEN]``."""
@@ -204,6 +222,9 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            MessageRead: self.message_read,
+            ConversationClose: self.conversation_close,
+            CsatCreate: self.csat_create,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -250,6 +271,10 @@ class WidgetConsumer(ProtocolConsumer):
         self.send_frame(conversation_frame(conversation))
         self.sync_history(conversation, frame.after_seq)
         self.send_queue_place(conversation)
+        if not conversation.is_open:  # closed before they answered: ask again
+            pending = csat.csat_pending(conversation=conversation)
+            if pending is not None:
+                self.send_frame(csat.csat_requested_frame(pending))
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
@@ -305,8 +330,25 @@ class WidgetConsumer(ProtocolConsumer):
             FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
         )
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
+    def conversation_close(self, frame: ConversationClose) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.conversation_close(conversation=conversation, by=None)
+
+    def csat_create(self, frame: CsatCreate) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        rating = csat.csat_record(
+            conversation=conversation, score=frame.score, comment=frame.comment
+        )
+        self.send_frame(CsatRecorded(conversation_id=conversation.pk, score=rating.score or 0))
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         send_now(
             [agents_group(conversation.pk)],
             TypingStarted(
@@ -324,8 +366,10 @@ class ConsoleConsumer(ProtocolConsumer):
         self.handlers = {
             ConversationSync: self.conversation_sync,
             MessageCreate: self.message_create,
+            NoteCreate: self.note_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
+            MessageRead: self.message_read,
         }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
@@ -362,6 +406,8 @@ class ConsoleConsumer(ProtocolConsumer):
         conversation = self.conversation(frame.conversation_id)
         self.join(agents_group(conversation.pk))
         self.send_frame(conversation_frame(conversation))
+        for note in notes_from(conversation, frame.after_seq):
+            self.send_frame(note_frame(note))
         self.sync_history(conversation, frame.after_seq)
 
     def message_create(self, frame: MessageCreate) -> None:
@@ -382,8 +428,26 @@ class ConsoleConsumer(ProtocolConsumer):
             )
         )
 
+    def note_create(self, frame: NoteCreate) -> None:
+        body = self.check_body(frame)
+        conversation = self.conversation(frame.conversation_id)
+        added = note_add(
+            conversation=conversation, agent=self.agent, body=body, client_id=frame.client_id
+        )
+        # Consoles showing the conversation hear the broadcast (after commit); a sender not
+        # among them, or resending, still hears its note back.
+        if not added.created or agents_group(conversation.pk) not in self.groups_joined:
+            self.send_frame(note_frame(added.note))
+
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        if self.agent is not None:  # an administrator browsing transcripts is no reader
+            receipts.conversation_read(conversation=conversation, reader="agent", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         name = self.agent.display_name if self.agent else str(self.user)
         send_now(
             [visitor_group(conversation.pk)],

@@ -20,6 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
+# 5: console: ``note.create`` → ``note.created`` (internal notes, agents only),
+#    ``conversation.transferred`` and ``inbox.changed``.
+#    attachments: ``message.created`` gains ``attachment`` (files are sent over HTTP),
+#    ``attachment.updated``, error code ``unsupported_type``; read receipts: ``message.read``
+#    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
+#    and ``agent_read_seq``; ratings at close: ``conversation.close``, ``csat.create``
+#    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -38,6 +45,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
     RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
+    UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
 
 
 # Close codes sent after an error frame at connect time.
@@ -94,9 +102,33 @@ class FeedbackCreate(ClientFrame):
     helpful: bool
 
 
+class ConversationClose(ClientFrame):
+    """The visitor ends the conversation ("End chat")."""
+
+    type: Literal["conversation.close"]
+    conversation_id: ConversationId
+
+
+class CsatCreate(ClientFrame):
+    """The visitor answers the survey ``csat.requested`` asked for this conversation."""
+
+    type: Literal["csat.create"]
+    conversation_id: ConversationId
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
+
+
+class MessageRead(ClientFrame):
+    """Every message up to ``seq`` is on the reader's screen (a read receipt)."""
+
+    type: Literal["message.read"]
+    conversation_id: ConversationId
+    seq: Seq
 
 
 class Ping(ClientFrame):
@@ -118,11 +150,26 @@ WidgetFrame = Annotated[
     | FeedbackCreate
     | TypingStart
     | Ping
-    | VisitorUpdate,
+    | VisitorUpdate
+    | MessageRead
+    | ConversationClose
+    | CsatCreate,
     Field(discriminator="type"),
 ]
+
+
+class NoteCreate(ClientFrame):
+    """Console only: an internal note on the conversation, for agents' eyes only."""
+
+    type: Literal["note.create"]
+    conversation_id: ConversationId
+    client_id: ClientId
+    body: str
+
+
 ConsoleFrame = Annotated[
-    ConversationSync | MessageCreate | TypingStart | Ping, Field(discriminator="type")
+    ConversationSync | MessageCreate | NoteCreate | TypingStart | Ping | MessageRead,
+    Field(discriminator="type"),
 ]
 
 WIDGET_FRAMES: TypeAdapter[Any] = TypeAdapter(WidgetFrame)
@@ -145,6 +192,21 @@ class Citation(Frame):
     answer: str
 
 
+class AttachmentOut(Frame):
+    """A file sent with a message. ``url`` and ``thumbnail_url`` answer only the
+    conversation's visitor (``Authorization: Bearer TOKEN``) and its agents (session)."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str
+    # Images: None while the thumbnail is being made (``attachment.updated`` follows).
+    thumbnail_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
 class MessageOut(Frame):
     type: Literal["message.created"] = "message.created"
     conversation_id: int
@@ -163,6 +225,26 @@ class MessageOut(Frame):
     # stream whose bubble this message replaces.
     citations: list[Citation] = Field(default_factory=list)
     stream_id: str | None = None
+    # A file message; ``body`` then holds the file's name.
+    attachment: AttachmentOut | None = None
+
+
+class AttachmentUpdated(Frame):
+    """An image's thumbnail is ready: show it in the message ``seq``."""
+
+    type: Literal["attachment.updated"] = "attachment.updated"
+    conversation_id: int
+    seq: int
+    attachment: AttachmentOut
+
+
+class ReceiptUpdated(Frame):
+    """``reader`` has seen every message of the conversation up to ``seq``."""
+
+    type: Literal["receipt.updated"] = "receipt.updated"
+    conversation_id: int
+    reader: Literal["visitor", "agent"]
+    seq: int
 
 
 class MessageStreaming(Frame):
@@ -200,6 +282,8 @@ class ConversationOut(Frame):
     assignee_name: str | None = None
     handoff_reason: str = ""
     last_seq: int = 0
+    visitor_read_seq: int = 0
+    agent_read_seq: int = 0
 
 
 class VisitorOut(Frame):
@@ -238,6 +322,21 @@ class FeedbackRecorded(Frame):
     conversation_id: int
     seq: int
     helpful: bool
+
+
+class CsatRequested(Frame):
+    """The conversation closed: ask the visitor for a 1–5 rating and an optional comment."""
+
+    type: Literal["csat.requested"] = "csat.requested"
+    conversation_id: int
+    scale: Literal["stars", "emoji"]
+    question: str
+
+
+class CsatRecorded(Frame):
+    type: Literal["csat.recorded"] = "csat.recorded"
+    conversation_id: int
+    score: int
 
 
 class TypingStarted(Frame):
@@ -286,6 +385,38 @@ class AgentUpdated(Frame):
     status: Literal["online", "away", "offline"]
     capacity: int
     assigned: int
+
+
+class NoteOut(Frame):
+    """Console only: an internal note, shown after the message ``after_seq``."""
+
+    type: Literal["note.created"] = "note.created"
+    conversation_id: int
+    note_id: int
+    after_seq: int
+    author_name: str
+    body: str
+    client_id: str | None = None
+    created_at: str
+
+
+class ConversationTransferred(Frame):
+    """Console, to the agent (or the team's agents) a conversation was transferred to."""
+
+    type: Literal["conversation.transferred"] = "conversation.transferred"
+    conversation_id: int
+    from_name: str
+    to_name: str
+    note: str
+    message: str
+
+
+class InboxChanged(Frame):
+    """Console, to one agent: their "mine" list changed (a new customer message, a
+    conversation transferred in or out, read, closed or reopened)."""
+
+    type: Literal["inbox.changed"] = "inbox.changed"
+    conversation_id: int
 
 
 class Pong(Frame):

@@ -124,15 +124,29 @@ def message_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
     """A visitor's message, counted for the visitor and for their address."""
     per_visitor = Rate(settings.HELPDESK_RATE_MESSAGES_PER_MINUTE, 60)
     per_ip = Rate(settings.HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP, 60)
+    _visitor_and_ip_hit("message", per_visitor, per_ip, site_id, visitor_id, ip)
+
+
+def upload_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
+    """A visitor's upload (refused ones count too), for the visitor and for their address."""
+    per_visitor = Rate(settings.HELPDESK_RATE_UPLOADS_PER_MINUTE, 60)
+    per_ip = Rate(settings.HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP, 60)
+    _visitor_and_ip_hit("upload", per_visitor, per_ip, site_id, visitor_id, ip)
+
+
+def _visitor_and_ip_hit(
+    kind: str, per_visitor: Rate, per_ip: Rate, site_id: int, visitor_id: int, ip: str
+) -> None:
     client = _redis_client()
     if client is not None:
-        limits = [("message-visitor", str(visitor_id), per_visitor)]
-        limits.append(("message-ip", f"{site_id}:{ip}", per_ip))
+        limits = [(f"{kind}-visitor", str(visitor_id), per_visitor)]
+        limits.append((f"{kind}-ip", f"{site_id}:{ip}", per_ip))
         return rate_hits_redis(client, [limit for limit in limits if limit[2].count > 0])
-    rate_check(name="message-visitor", key=str(visitor_id), rate=per_visitor)
-    rate_check(name="message-ip", key=f"{site_id}:{ip}", rate=per_ip)
-    rate_hit(name="message-visitor", key=str(visitor_id), rate=per_visitor)
-    rate_hit(name="message-ip", key=f"{site_id}:{ip}", rate=per_ip)
+    # Both checked before either counts: a refused hit must not use up the other window.
+    rate_check(name=f"{kind}-visitor", key=str(visitor_id), rate=per_visitor)
+    rate_check(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)
+    rate_hit(name=f"{kind}-visitor", key=str(visitor_id), rate=per_visitor)
+    rate_hit(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)
 
 
 def conversation_start_hit(*, visitor_id: int) -> None:

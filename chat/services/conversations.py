@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -12,8 +13,10 @@ from django.utils.translation import gettext as _
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
 from chat.services.group_commit import group_commit
+from chat.services.inbox import inbox_notify
 from chat.services.messages import ConversationClosed, Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
@@ -49,6 +52,7 @@ def visitor_message_send(
     client_id: str,
     team_id: int | None = None,
     on_conversation: Callable[[Conversation], None] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
     (for the team ``team_id`` they chose, if it is one of the site's).
@@ -58,8 +62,8 @@ def visitor_message_send(
 
     A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
     """
-    if conversation is not None:
-        # The common case, an open conversation, in one transaction of two statements.
+    if conversation is not None and not meta:
+        # The common case, words in an open conversation: one short transaction.
         if on_conversation is not None:
             on_conversation(conversation)
         try:
@@ -84,7 +88,9 @@ def visitor_message_send(
             conversation = conversation_start(site=visitor.site, visitor=visitor, team_id=team_id)
         if on_conversation is not None:
             on_conversation(conversation)
-        return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
+        return visitor_message_receive(
+            conversation=conversation, body=body, client_id=client_id, meta=meta
+        )
 
 
 def _visitor_post_open(*, conversation: Conversation, body: str, client_id: str) -> Posted:
@@ -99,8 +105,11 @@ def _visitor_post_open(*, conversation: Conversation, body: str, client_id: str)
     )
 
 
-def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
-    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
+def visitor_message_receive(
+    *, conversation: Conversation, body: str, client_id: str, meta: dict[str, Any] | None = None
+) -> Posted:
+    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads
+    (not for a file: the bot cannot read one; it answers the next words)."""
     with transaction.atomic():
         if not conversation.is_open:
             _reopen(conversation)
@@ -109,13 +118,16 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
             author=Message.Author.VISITOR,
             body=body,
             client_id=client_id,
+            meta=meta,
         )
         _visitor_message_stored(conversation, posted)
     return posted
 
 
 def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
-    if posted.created and conversation.is_with_bot:
+    if posted.created and conversation.assignee_id is not None:
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
+    if posted.created and conversation.is_with_bot and not posted.message.meta:
         from chat.tasks import bot_answer
 
         seq = posted.message.seq
@@ -125,7 +137,12 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
 
 
 def agent_message_post(
-    *, conversation: Conversation, agent: Agent, body: str, client_id: str
+    *,
+    conversation: Conversation,
+    agent: Agent,
+    body: str,
+    client_id: str,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """An agent replies. Replying to an unassigned conversation takes it first; replying to a
     closed one reopens it as the replying agent's."""
@@ -140,6 +157,7 @@ def agent_message_post(
             body=body,
             client_id=client_id,
             agent=agent,
+            meta=meta,
         )
 
 
@@ -192,11 +210,17 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
             meta={"event": "assigned", "agent_id": agent.pk},
         )
         assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
         _announce(conversation)
         _announce_queue(conversation.site_id)
 
 
-def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
+def conversation_close(
+    *, conversation: Conversation, by: Agent | None, survey: bool = True
+) -> None:
+    """Close the conversation (``by`` None: the visitor ended it). Unless the agent chose to
+    close without one (``survey=False``), the visitor is asked for a rating when the site's
+    rules allow."""
     with transaction.atomic():
         updated = (
             Conversation.objects.filter(pk=conversation.pk)
@@ -214,8 +238,37 @@ def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
             body=body,
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
+        if survey:
+            csat_request(conversation=conversation, by=by)
         _announce_queue(conversation.site_id)
+
+
+def conversation_reopen(*, conversation: Conversation, agent: Agent) -> None:
+    """An agent reopens a closed conversation; it becomes theirs."""
+    with transaction.atomic():
+        locked = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk, status=Conversation.Status.CLOSED)
+            .first()
+        )
+        if locked is None:
+            conversation.refresh_from_db()
+            raise Conflict(_("This conversation is already open."))
+        _reopen(conversation, assignee=agent)
+        Conversation.objects.filter(pk=conversation.pk).update(assigned_at=timezone.now())
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("%(name)s reopened the conversation.") % {"name": agent.display_name}
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "reopened", "agent_id": agent.pk},
+        )
+        assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
 
 
 def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> Message:

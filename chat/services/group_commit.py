@@ -110,15 +110,17 @@ def _store_whole(batch: list[Pending]) -> None:
         counts = Counter(pending.conversation.pk for pending in batch)
         taken = Conversation.objects.seq_take_many(counts)
         if len(taken) != len(counts) or any(
-            status == Conversation.Status.CLOSED for _seq, status in taken.values()
+            row.status == Conversation.Status.CLOSED for row in taken.values()
         ):
             raise _Incomplete
         # Each conversation's messages get its new seqs in arrival order.
-        next_seq = {pk: last - counts[pk] + 1 for pk, (last, _status) in taken.items()}
+        next_seq = {pk: row.last_seq - counts[pk] + 1 for pk, row in taken.items()}
         messages = []
         for pending in batch:
             conversation = pending.conversation
-            conversation.last_seq, conversation.status = taken[conversation.pk]
+            conversation.last_seq, conversation.status, conversation.assignee_id = taken[
+                conversation.pk
+            ]
             messages.append(
                 Message(
                     conversation=conversation,

@@ -35,8 +35,9 @@ def message_post(
     """Store a message under the conversation's next ``seq`` and broadcast it after commit.
 
     Sending the same ``client_id`` again returns the stored message instead of a copy.
-    ``conversation.last_seq`` and ``.status`` come back as the database has them now; with
-    ``require_open``, a closed conversation stores nothing and raises ``ConversationClosed``.
+    ``conversation.last_seq``, ``.status`` and ``.assignee_id`` come back as the database
+    has them now; with ``require_open``, a closed conversation stores nothing and raises
+    ``ConversationClosed``.
     Outside a transaction this is one: the sequence number, the row and the commit.
     """
     try:
@@ -44,6 +45,8 @@ def message_post(
             message = _insert(conversation, author, body, client_id, agent, meta or {})
             if require_open and not conversation.is_open:
                 raise ConversationClosed
+            if author == Message.Author.AGENT:
+                _first_response(conversation, message)
     except IntegrityError:
         # A resend (or two sockets racing with the same client_id): the first one stands.
         # Insert first and look up only then: resends are rare, every message pays a lookup.
@@ -65,7 +68,7 @@ def _insert(
     taken = Conversation.objects.seq_take(conversation.pk)
     if taken is None:
         raise Conversation.DoesNotExist
-    conversation.last_seq, conversation.status = taken
+    conversation.last_seq, conversation.status, conversation.assignee_id = taken
     message = Message.objects.create(
         conversation=conversation,
         seq=conversation.last_seq,
@@ -79,6 +82,16 @@ def _insert(
         [visitor_group(conversation.pk), agents_group(conversation.pk)], message_frame(message)
     )
     return message
+
+
+def _first_response(conversation: Conversation, message: Message) -> None:
+    """The first agent reply ends the conversation's first response time (reports)."""
+    if conversation.first_response_at is not None:
+        return
+    Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(
+        first_response_at=message.created_at
+    )
+    conversation.first_response_at = message.created_at
 
 
 def _by_client_id(
