@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
-from django.db import models
+from django.db import connections, models
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
@@ -305,6 +306,12 @@ class Label(models.Model):
         return self.name
 
 
+class SeqTaken(NamedTuple):
+    last_seq: int
+    status: str
+    assignee_id: int | None
+
+
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def waiting(self) -> ConversationQuerySet:
         """The queue in the order routing serves it: highest priority, then longest wait."""
@@ -314,6 +321,43 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
 
     def open(self) -> ConversationQuerySet:
         return self.exclude(status=Conversation.Status.CLOSED)
+
+    def seq_take(self, pk: int) -> SeqTaken | None:
+        """Hand out conversation ``pk``'s next ``seq`` and return it with the status and
+        assignee it has now, in one round trip (None: no such conversation).
+
+        The UPDATE takes the row lock (the write lock on SQLite) that orders the sequence.
+        The ORM has no UPDATE ... RETURNING, hence the SQL (both databases speak it).
+        """
+        quote = connections[self.db].ops.quote_name
+        sql = (
+            f"UPDATE {quote(Conversation._meta.db_table)} SET {quote('last_seq')} = "
+            f"{quote('last_seq')} + 1 WHERE {quote('id')} = %s "
+            f"RETURNING {quote('last_seq')}, {quote('status')}, {quote('assignee_id')}"
+        )
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, [pk])
+            row = cursor.fetchone()
+        return SeqTaken(int(row[0]), str(row[1]), row[2]) if row else None
+
+    def seq_take_many(self, counts: dict[int, int]) -> dict[int, SeqTaken]:
+        """``seq_take`` for several conversations at once: ``counts[pk]`` seqs each, in one
+        statement. Returns each found conversation's new ``last_seq`` and its status."""
+        quote = connections[self.db].ops.quote_name
+        table, last_seq = quote(Conversation._meta.db_table), quote("last_seq")
+        ids = sorted(counts)  # one order for everybody's row locks
+        values = ", ".join(["(%s, %s)"] * len(ids))
+        sql = (
+            f"WITH taken(pk, n) AS (VALUES {values}) "
+            f"UPDATE {table} SET {last_seq} = {last_seq} + taken.n FROM taken "
+            f"WHERE {table}.{quote('id')} = taken.pk "
+            f"RETURNING {table}.{quote('id')}, {table}.{last_seq}, {table}.{quote('status')}, "
+            f"{table}.{quote('assignee_id')}"
+        )
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, [value for pk in ids for value in (pk, counts[pk])])
+            rows = cursor.fetchall()
+        return {int(row[0]): SeqTaken(int(row[1]), str(row[2]), row[3]) for row in rows}
 
 
 # Why the bot handed a conversation to a person, in words for the console.

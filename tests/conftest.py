@@ -65,6 +65,13 @@ ACME_FAQ = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def bot_libraries_loaded() -> None:
+    """``bots`` imports numpy and scikit-learn on first use (web processes never need them);
+    tests answer with the bot inline, so load them once here, outside any socket's timeout."""
+    import bots.knowledge  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def eager_celery() -> Iterator[None]:
     """Run tasks inline in tests; the real worker has its own test."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -15,8 +16,9 @@ from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services import notifications
 from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
+from chat.services.group_commit import group_commit
 from chat.services.inbox import inbox_notify
-from chat.services.messages import Posted, message_post
+from chat.services.messages import ConversationClosed, Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
 
@@ -67,6 +69,17 @@ def visitor_message_send(
 
     A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
     """
+    if conversation is not None and not meta:
+        # The common case, words in an open conversation: one short transaction.
+        if on_conversation is not None:
+            on_conversation(conversation)
+        try:
+            posted = _visitor_post_open(conversation=conversation, body=body, client_id=client_id)
+        except ConversationClosed:
+            conversation.status = Conversation.Status.CLOSED
+        else:
+            _visitor_message_stored(conversation, posted)
+            return posted
     stored = (
         Message.objects.select_related("conversation__visitor", "agent")
         .filter(conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id)
@@ -89,6 +102,18 @@ def visitor_message_send(
         )
 
 
+def _visitor_post_open(*, conversation: Conversation, body: str, client_id: str) -> Posted:
+    if settings.HELPDESK_GROUP_COMMIT and not transaction.get_connection().in_atomic_block:
+        return group_commit.visitor_post(conversation=conversation, body=body, client_id=client_id)
+    return message_post(
+        conversation=conversation,
+        author=Message.Author.VISITOR,
+        body=body,
+        client_id=client_id,
+        require_open=True,
+    )
+
+
 def visitor_message_receive(
     *, conversation: Conversation, body: str, client_id: str, meta: dict[str, Any] | None = None
 ) -> Posted:
@@ -104,21 +129,25 @@ def visitor_message_receive(
             client_id=client_id,
             meta=meta,
         )
-        if posted.created and conversation.assignee_id is not None:
-            inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
-        if posted.created and conversation.is_with_bot and not meta:
-            from chat.tasks import bot_answer
-
-            seq = posted.message.seq
-            transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
-        elif posted.created and conversation.status == Conversation.Status.WAITING:
-            _announce_queue(conversation.site_id)
-        elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
-            message = posted.message
-            _after_commit(
-                lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
-            )
+        _visitor_message_stored(conversation, posted)
     return posted
+
+
+def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
+    if posted.created and conversation.assignee_id is not None:
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
+    if posted.created and conversation.is_with_bot and not posted.message.meta:
+        from chat.tasks import bot_answer
+
+        seq = posted.message.seq
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+    elif posted.created and conversation.status == Conversation.Status.WAITING:
+        _announce_queue(conversation.site_id)
+    elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
+        message = posted.message
+        _after_commit(
+            lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
+        )
 
 
 def agent_message_post(
