@@ -402,7 +402,7 @@
 
   function postSeen() {
     const url = dom.transcript && dom.transcript.dataset.seenUrl;
-    if (url) {
+    if (url && !state.leaving) {
       fetch(url, { method: "POST", headers: csrfHeaders(), credentials: "same-origin" });
     }
   }
@@ -1143,6 +1143,12 @@
     if (dom.transcript) {
       localiseTimes();
       scrollToEnd();
+      scheduleSeen(); // what is on screen now counts as read, once the page is in front
+      document.addEventListener("visibilitychange", function () {
+        if (document.visibilityState === "visible") {
+          scheduleSeen();
+        }
+      });
     }
     if (dom.form && dom.body && dom.transcript) {
       listenToComposer();
