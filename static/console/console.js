@@ -56,6 +56,7 @@
     "sync.done": onSyncDone,
     "conversation.updated": onConversationUpdated,
     "typing.started": onTypingStarted,
+    "notification.created": onNotification,
     "note.created": onNoteCreated,
     "conversation.transferred": onConversationTransferred,
     "inbox.changed": refreshQueue,
@@ -200,13 +201,27 @@
     refreshQueue();
   }
 
+  // Unread notifications (counted while the tab is hidden) win over the queue's length.
   function updateTitle() {
     const queue = document.getElementById("queue");
-    if (!queue) {
-      return;
+    const waiting = queue ? Number(queue.dataset.waitingCount) || 0 : 0;
+    const unread = window.HelpdeskNotify ? window.HelpdeskNotify.unread() : 0;
+    let prefix = waiting > 0 ? "(" + waiting + ") " : "";
+    if (unread > 0) {
+      prefix = "(" + unread + " new) ";
     }
-    const waiting = Number(queue.dataset.waitingCount) || 0;
-    document.title = (waiting > 0 ? "(" + waiting + ") " : "") + state.baseTitle;
+    document.title = prefix + state.baseTitle;
+  }
+
+  // --- Notifications: sound, badge and browser notification live in notify.js -----------
+
+  function onNotification(frame) {
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.notify(frame);
+    }
+    if (frame.kind === "queued") {
+      refreshQueue();
+    }
   }
 
   // --- Conversation: transcript ----------------------------------------------------------
@@ -1132,7 +1147,10 @@
     dom.typing = document.getElementById("typing");
     dom.noteTemplate = document.getElementById("note-template");
     dom.canned = document.getElementById("canned-list");
-    state.baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
+    state.baseTitle = document.title.replace(/^\(\d+( new)?\)\s*/, "");
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.onChange = updateTitle;
+    }
 
     listenToHtmx();
     listenToPage();
