@@ -196,6 +196,12 @@ def test_canned_replies_and_keyboard_shortcuts(browsers):  # noqa: F811
     conversation = Conversation.objects.create(
         site=site, visitor=visitor, status="waiting", queued_at="2026-01-01T00:00:00Z"
     )
+    next_in_line = Conversation.objects.create(
+        site=site,
+        visitor=Visitor.objects.create(site=site, name="Ben"),
+        status="waiting",
+        queued_at="2026-01-02T00:00:00Z",
+    )
     with daphne_server() as base:
         alice = browsers()
         sign_in(alice, base, "alice")
@@ -244,4 +250,7 @@ def test_canned_replies_and_keyboard_shortcuts(browsers):  # noqa: F811
         )
         conversation.refresh_from_db()
         assert conversation.status == "closed"
+        # j on a conversation opens the next one of the list it was opened from.
+        alice.find_element(By.TAG_NAME, "body").send_keys("j")
+        wait(alice).until(lambda d: d.current_url.endswith(f"/console/c/{next_in_line.pk}/"))
         assert severe_errors(alice) == []
