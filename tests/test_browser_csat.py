@@ -10,7 +10,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 
 from chat.models import CsatRating
-from tests.browser import browsers, wait  # noqa: F401  (fixture)
+from tests.browser import browsers, console_login, open_demo_widget, wait  # noqa: F401
 from tests.live import daphne_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,9 +20,7 @@ def test_it_asks_for_a_rating_at_close_and_reports_it(browsers):  # noqa: F811
     call_command("load_demo", verbosity=0)
     with daphne_server() as base:
         visitor = browsers()
-        visitor.get(f"{base}/demo/")
-        wait(visitor).until(ec.element_to_be_clickable((By.ID, "helpdesk-launcher"))).click()
-        wait(visitor).until(ec.frame_to_be_available_and_switch_to_it((By.ID, "helpdesk-frame")))
+        open_demo_widget(visitor, base)
         box = wait(visitor).until(ec.element_to_be_clickable((By.ID, "body")))
         box.send_keys("How long does standard shipping take?", Keys.ENTER)
         # The first answer builds the site's index and loads the embedding model: slow when
@@ -38,9 +36,7 @@ def test_it_asks_for_a_rating_at_close_and_reports_it(browsers):  # noqa: F811
         visitor.find_element(By.ID, "handoff").click()
 
         agent = browsers()
-        agent.get(f"{base}/accounts/login/?next=/console/")
-        agent.find_element(By.NAME, "username").send_keys("alice")
-        agent.find_element(By.NAME, "password").send_keys("alice", Keys.ENTER)
+        console_login(agent, base, "alice")
         wait(agent).until(
             ec.element_to_be_clickable((By.CSS_SELECTOR, "#queue [data-conversation-id] a"))
         ).click()

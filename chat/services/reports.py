@@ -65,10 +65,12 @@ class Seconds(Func):
 
 
 class HourUtc(Func):
-    """A timestamp's UTC hour as text, ``YYYY-MM-DD HH``, computed natively by the database."""
+    """A timestamp's UTC hour, computed natively by the database: text ``YYYY-MM-DD HH`` on
+    SQLite, a naive datetime on PostgreSQL."""
 
     output_field = CharField()
-    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
+    # date_trunc is much cheaper than to_char; the driver hands back a naive datetime.
+    template = "date_trunc('hour', %(expressions)s AT TIME ZONE 'UTC')"
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         # Django stores aware datetimes on SQLite as UTC text: "2026-11-02 10:00:00.123456".
@@ -295,8 +297,7 @@ def report_build(
     days: dict[date, int] = {}
     buckets = scope.annotate(hour=HourUtc("created_at")).values_list("hour").annotate(n=Count("id"))
     for bucket, n in buckets:
-        y, mo, d, h = int(bucket[:4]), int(bucket[5:7]), int(bucket[8:10]), int(bucket[11:13])
-        local = timezone.localtime(datetime(y, mo, d, h, tzinfo=UTC))
+        local = timezone.localtime(_utc_hour(bucket))
         hours[local.weekday()][local.hour] += n
         days[local.date()] = days.get(local.date(), 0) + n
     return Report(
@@ -312,6 +313,13 @@ def report_build(
         daily=sorted(days.items()),
         hours=hours,
     )
+
+
+def _utc_hour(bucket: str | datetime) -> datetime:
+    if isinstance(bucket, datetime):
+        return bucket.replace(tzinfo=UTC)
+    y, mo, d, h = int(bucket[:4]), int(bucket[5:7]), int(bucket[8:10]), int(bucket[11:13])
+    return datetime(y, mo, d, h, tzinfo=UTC)
 
 
 def _index(figures: Iterable[Figures]) -> dict[int | None, Figures]:
