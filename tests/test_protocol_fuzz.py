@@ -55,8 +55,10 @@ WIDGET_TYPES = {
     "ping",
     "conversation.close",
     "csat.create",
+    "message.read",
+    "transcript.request",
 }
-CONSOLE_TYPES = {"conversation.sync", "message.create", "typing.start", "ping"}
+CONSOLE_TYPES = {"conversation.sync", "message.create", "typing.start", "ping", "message.read"}
 # Frames that arrive on their own (broadcasts), as opposed to direct answers.
 LIVE_TYPES = {
     "message.created",
@@ -69,6 +71,9 @@ LIVE_TYPES = {
     "message.stream_ended",
     "agent.updated",
     "conversation.returned",
+    "receipt.updated",
+    "attachment.updated",
+    "notification.created",
 }
 
 
@@ -234,8 +239,10 @@ REQUIRED = {
     "ping": [],
     "conversation.close": ["conversation_id"],
     "csat.create": ["conversation_id", "score"],
+    "message.read": ["conversation_id", "seq"],
+    "transcript.request": ["conversation_id"],
 }
-CONSOLE_ONLY_VALID = {"conversation.sync", "message.create", "typing.start", "ping"}
+CONSOLE_ONLY_VALID = CONSOLE_TYPES
 
 
 def valid_frame(kind: str, conversation_id: int) -> dict[str, Any]:
@@ -248,6 +255,8 @@ def valid_frame(kind: str, conversation_id: int) -> dict[str, Any]:
         frame |= {"conversation_id": conversation_id, "seq": 2, "helpful": True}
     elif kind == "csat.create":
         frame |= {"conversation_id": conversation_id, "score": 4, "comment": "Fine"}
+    elif kind == "message.read":
+        frame |= {"conversation_id": conversation_id, "seq": 2}
     elif kind != "ping":
         frame |= {"conversation_id": conversation_id}
     return frame
