@@ -412,7 +412,6 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["site", "created_at"], name="conv_site_created_idx"),
             models.Index(fields=["site", "status", "queued_at"], name="conv_queue_idx"),
             models.Index(fields=["visitor", "-created_at"], name="conv_visitor_idx"),
         ]
@@ -465,6 +464,14 @@ class Message(models.Model):
                 condition=Q(client_id__isnull=False),
                 name="message_unique_author_client_id",
             ),
+        ]
+        # Reports count the rated bot answers of many conversations; most answers are unrated.
+        indexes = [
+            models.Index(
+                fields=["conversation"],
+                condition=Q(helpful__isnull=False),
+                name="message_rated_idx",
+            )
         ]
 
     def __str__(self) -> str:
