@@ -71,6 +71,17 @@ def poll(condition: Any, timeout: float = 10) -> Any:
     raise AssertionError("condition not met in time")
 
 
+def allow_push(driver: WebDriver, origin: str, subscription: dict[str, Any]) -> None:
+    """Notifications allowed for ``origin``, and PushManager answering with ``subscription``."""
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": origin, "permissions": ["notifications"]}
+    )
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": STUB_PUSH_MANAGER % json.dumps(subscription)},
+    )
+
+
 def tab_title(driver: WebDriver, handle: str) -> str:
     targets = driver.execute_cdp_cmd("Target.getTargets", {})["targetInfos"]
     return next(t["title"] for t in targets if t["targetId"] == handle)
@@ -108,13 +119,7 @@ def test_it_subscribes_the_console_and_notifies_alice_while_her_tab_is_hidden(
     env = {"VAPID_PRIVATE_KEY": settings.VAPID_PRIVATE_KEY, "HELPDESK_PUBLIC_URL": "http://x"}
     with daphne_server(env) as base:
         agent = browsers()
-        agent.execute_cdp_cmd(
-            "Browser.grantPermissions", {"origin": base, "permissions": ["notifications"]}
-        )
-        agent.execute_cdp_cmd(
-            "Page.addScriptToEvaluateOnNewDocument",
-            {"source": STUB_PUSH_MANAGER % json.dumps(subscription)},
-        )
+        allow_push(agent, base, subscription)
         agent.get(f"{base}/accounts/login/?next=/console/")
         agent.find_element(By.NAME, "username").send_keys("alice")
         agent.find_element(By.NAME, "password").send_keys("alice", Keys.ENTER)
