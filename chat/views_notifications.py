@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chat import access
 from chat.models import Agent, Site, Visitor
-from chat.services import notifications
+from chat.services import links, notifications
 from chat.services.visitors import BadToken, visitor_from_token
 from chat.views import console_required
 
@@ -128,7 +128,7 @@ def widget_push_subscribe(request: HttpRequest, key: str) -> JsonResponse:
 def resume(request: HttpRequest, token: str) -> HttpResponse:
     """A link from an e-mail or a notification: open the conversation in the widget on the
     site's page (where it started), else on the site's first origin, else our own page."""
-    found = notifications.conversation_from_resume(token)
+    found = links.conversation_from_resume(token)
     if found is None:
         return render(request, "widget/link_expired.html", status=404)
     conversation, emailed = found

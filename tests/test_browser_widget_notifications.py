@@ -11,7 +11,7 @@ from selenium.webdriver.support import expected_conditions as ec
 
 from chat.models import Conversation, PushSubscription, Site, Visitor
 from chat.services.conversations import agent_message_post
-from chat.services.notifications import resume_token
+from chat.services.links import resume_token
 from tests.browser import browsers, wait  # noqa: F401  (fixture)
 from tests.live import daphne_server
 from tests.test_browser_notifications import allow_push, poll
