@@ -8,9 +8,12 @@ push service or a mail server, and a failure there never undoes a message.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Greatest
@@ -45,6 +48,21 @@ class BadSubscription(Exception):
     """Not a Web Push subscription (``PushSubscription.toJSON()``)."""
 
 
+def endpoint_allowed(endpoint: str) -> bool:
+    """Push services are public HTTPS hosts. Anything else would have us POST to whatever a
+    browser named, an internal address included (only tests and DEBUG allow plain HTTP)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "http" and settings.WEBPUSH_ALLOW_HTTP:
+        return bool(parts.hostname)
+    if parts.scheme != "https" or not parts.hostname or parts.hostname == "localhost":
+        return False
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return True
+    return False  # an IP literal: not a push service
+
+
 def push_subscribe(
     *,
     subscription: Any,
@@ -59,7 +77,7 @@ def push_subscribe(
     endpoint = subscription.get("endpoint")
     keys = subscription["keys"]
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
-    if not (isinstance(endpoint, str) and endpoint.startswith(("https://", "http://"))):
+    if not (isinstance(endpoint, str) and endpoint_allowed(endpoint)):
         raise BadSubscription
     if not (isinstance(p256dh, str) and isinstance(auth, str)) or len(endpoint) > 1000:
         raise BadSubscription
