@@ -70,7 +70,7 @@ def attachment_thumbnail(attachment_id: int) -> None:
 @shared_task(acks_late=True)
 def delivery_send(delivery_id: int) -> None:
     """One try of a push or an e-mail; a temporary failure enqueues the next, up to a limit."""
-    from chat.services.notifications import delivery_attempt
+    from chat.services.deliveries import delivery_attempt
 
     delivery_attempt(delivery_id=delivery_id)
 

@@ -39,7 +39,7 @@ from chat.services import (
     csat,
     inbox,
     labels,
-    notifications,
+    links,
     presence,
     reports,
     review,
@@ -75,7 +75,7 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
     parent_origin = parent if parent and (parent == own or site.allows_origin(parent)) else ""
     language = site.language or translation.get_language()
     # A link from an e-mail or a notification: this browser becomes that conversation's visitor.
-    resumed = notifications.conversation_from_resume(request.GET.get("resume", ""))
+    resumed = links.conversation_from_resume(request.GET.get("resume", ""))
     resume = resumed[0] if resumed and resumed[0].site_id == site.pk else None
     with translation.override(language):
         response = render(

@@ -296,6 +296,8 @@ if not VAPID_PRIVATE_KEY and DEBUG:
 # Seconds a push service may hold a notification for an offline browser.
 WEBPUSH_TTL = env_int("WEBPUSH_TTL", 3600)
 WEBPUSH_TIMEOUT = env_int("WEBPUSH_TIMEOUT", 10)
+# Accept subscriptions whose endpoint is plain http:// (a local push service in tests).
+WEBPUSH_ALLOW_HTTP = env_bool("WEBPUSH_ALLOW_HTTP", DEBUG)
 
 # E-mail: EMAIL_URL (smtp://user:pass@host:587?tls, smtps://…:465, console:) or the usual
 # EMAIL_HOST/EMAIL_PORT/EMAIL_HOST_USER/EMAIL_HOST_PASSWORD/EMAIL_USE_TLS/EMAIL_USE_SSL.
