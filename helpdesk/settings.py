@@ -165,7 +165,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "helpdesk")},
+            # More than one Redis: channels and groups are spread over them by a hash of
+            # their names (every process must list the same hosts in the same order).
+            "CONFIG": {
+                "hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]),
+                "prefix": env_str("CHANNEL_PREFIX", "helpdesk"),
+            },
         }
     }
     CACHES = {
