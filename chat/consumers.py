@@ -45,6 +45,8 @@ from chat.protocol import (
     ProtocolError,
     SessionReady,
     SyncDone,
+    TranscriptQueued,
+    TranscriptRequest,
     TypingStart,
     TypingStarted,
     VisitorOut,
@@ -62,7 +64,7 @@ from chat.realtime import (
     site_agents_group,
     visitor_group,
 )
-from chat.services import conversations, csat, presence, receipts
+from chat.services import conversations, csat, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -225,6 +227,7 @@ class WidgetConsumer(ProtocolConsumer):
             MessageRead: self.message_read,
             ConversationClose: self.conversation_close,
             CsatCreate: self.csat_create,
+            TranscriptRequest: self.transcript_request,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -290,6 +293,7 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
@@ -316,6 +320,16 @@ class WidgetConsumer(ProtocolConsumer):
                 ErrorCode.INVALID_FRAME, _("Please enter a valid e-mail address.")
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
+
+    def transcript_request(self, frame: TranscriptRequest) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.visitor.refresh_from_db(fields=["email"])
+        if not self.visitor.email:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("Leave your e-mail address first."), "transcript"
+            )
+        notifications.transcript_send(conversation=conversation)
+        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=self.visitor.email))
 
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

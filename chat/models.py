@@ -134,6 +134,14 @@ class Site(models.Model):
         help_text=_("Comma-separated, from: %(types)s. Checked against the file's content.")
         % {"types": ", ".join(UPLOAD_TYPES)},
     )
+    email_fallback_minutes = models.PositiveIntegerField(
+        _("e-mail unseen replies after (minutes)"),
+        default=3,
+        help_text=_(
+            "An agent's reply the customer has not seen for this long is e-mailed to them, "
+            "if they left an address. 0 turns this off."
+        ),
+    )
 
     class CsatScale(models.TextChoices):
         STARS = "stars", _("Stars (1–5)")
@@ -229,6 +237,11 @@ class Agent(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # Fairness: of two equally free agents, the one who waited longest gets the next chat.
     last_assigned_at = models.DateTimeField(null=True, blank=True)
+    # Notification preferences, set in the console.
+    notify_queued = models.BooleanField(_("new conversations in the queue"), default=True)
+    notify_assigned = models.BooleanField(_("conversations assigned to me"), default=True)
+    notify_replies = models.BooleanField(_("customer replies to my conversations"), default=True)
+    notify_sound = models.BooleanField(_("play a sound"), default=True)
     is_supervisor = models.BooleanField(
         _("supervisor"), default=False, help_text=_("May open the console's supervisor view.")
     )
@@ -267,11 +280,15 @@ class Visitor(models.Model):
     email = models.EmailField(blank=True)
     language = models.CharField(max_length=10, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
+    # The site's own id for this customer (proactive messages name customers by it).
+    external_id = models.CharField(max_length=200, blank=True, db_index=True)
+    # They opened a link we e-mailed to ``email``: the address is theirs.
+    email_verified = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return self.name or f"Visitor {str(self.public_id)[:8]}"
+        return self.name or self.email or f"Visitor {str(self.public_id)[:8]}"
 
 
 class Label(models.Model):
@@ -343,6 +360,15 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         return {int(row[0]): SeqTaken(int(row[1]), str(row[2]), row[3]) for row in rows}
 
 
+# Why the bot handed a conversation to a person, in words for the console.
+HANDOFF_REASONS = {
+    "low_confidence": _("Bot unsure"),
+    "asked_for_human": _("Asked for a person"),
+    "unhelpful": _("Answer not helpful"),
+    "no_knowledge": _("No answer in the FAQ"),
+}
+
+
 class Conversation(models.Model):
     class Status(models.TextChoices):
         BOT = "bot", _("With the bot")
@@ -370,6 +396,8 @@ class Conversation(models.Model):
     # Read receipts: the highest seq each side has seen (``message.read``).
     visitor_read_seq = models.PositiveIntegerField(default=0)
     agent_read_seq = models.PositiveIntegerField(default=0)
+    # Messages up to this seq were e-mailed to the visitor (unseen-reply fallback).
+    visitor_emailed_seq = models.PositiveIntegerField(default=0)
     page_url = models.URLField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -399,6 +427,11 @@ class Conversation(models.Model):
     @property
     def is_with_bot(self) -> bool:
         return self.status == self.Status.BOT
+
+    @property
+    def handoff_label(self) -> str:
+        """The hand-off reason in words (the console's lists show one per row)."""
+        return str(HANDOFF_REASONS.get(self.handoff_reason, self.handoff_reason or "—"))
 
 
 class Message(models.Model):
@@ -669,3 +702,104 @@ class CsatRating(models.Model):
     @property
     def is_answered(self) -> bool:
         return self.score is not None
+
+
+# --- Notifications ---------------------------------------------------------------------
+
+
+class PushSubscription(models.Model):
+    """A browser's Web Push subscription, of an agent or of a visitor."""
+
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="push_subscriptions"
+    )
+    visitor = models.ForeignKey(
+        Visitor,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="push_subscriptions",
+    )
+    endpoint = models.URLField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(agent__isnull=False, visitor__isnull=True)
+                | Q(agent__isnull=True, visitor__isnull=False),
+                name="push_subscription_one_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent or self.visitor}: {urlsplit(self.endpoint).netloc}"
+
+    def info(self) -> dict[str, object]:
+        """The ``subscription_info`` pywebpush takes."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+class SiteApiKey(models.Model):
+    """A secret for the site's REST API. Only its SHA-256 is stored; it is shown once."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(_("name"), max_length=80, blank=True)
+    # The first characters of the key, to find it (and to tell keys apart in the admin).
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API key")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.site})"
+
+
+class Delivery(models.Model):
+    """One push or e-mail we tried to send, with how it went."""
+
+    class Channel(models.TextChoices):
+        PUSH = "push", _("Web Push")
+        EMAIL = "email", _("E-mail")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # What it tells: queued, assigned, reply (agents); reply, digest, transcript, proactive.
+    kind = models.CharField(max_length=20)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    recipient = models.CharField(max_length=300, blank=True)
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
+    visitor = models.ForeignKey(Visitor, null=True, blank=True, on_delete=models.SET_NULL)
+    subscription = models.ForeignKey(
+        PushSubscription, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Push: the JSON the service worker gets. E-mail: {"subject", "text"}.
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = _("deliveries")
+        indexes = [models.Index(fields=["status", "created_at"], name="delivery_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.kind} → {self.recipient}: {self.status}"

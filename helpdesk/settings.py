@@ -109,6 +109,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "csp.context_processors.nonce",
+                "chat.context_processors.notifications",
             ],
         },
     },
@@ -196,6 +197,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "presence-sweep": {"task": "chat.tasks.presence_sweep", "schedule": 20.0},
     "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
+    # Agent replies nobody saw for the site's N minutes go out by e-mail.
+    "email-fallback-sweep": {"task": "chat.tasks.email_fallback_sweep", "schedule": 30.0},
 }
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.
@@ -283,6 +286,49 @@ if OPENAI_TIMEOUT < 1 or OPENAI_MAX_RETRIES < 0:
 if OPENAI_TIMEOUT >= CELERY_TASK_TIME_LIMIT:
     # The worker would be killed before the bot could fall back to a retrieval answer.
     raise ImproperlyConfigured("OPENAI_TIMEOUT must be shorter than CELERY_TASK_TIME_LIMIT")
+
+# --- Notifications: Web Push and e-mail ---------------------------------------------------
+# VAPID: the private key as base64url (raw 32 bytes or DER), or a file holding it. Unset in
+# DEBUG, a key pair is generated into var/vapid.json at first run; unset otherwise, Web Push
+# is off. The public key (for PushManager.subscribe) is derived from it.
+VAPID_PRIVATE_KEY = env_str("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:helpdesk@localhost")
+VAPID_KEY_FILE = env_str("VAPID_KEY_FILE", str(BASE_DIR / "var" / "vapid.json"))
+if not VAPID_PRIVATE_KEY and DEBUG:
+    from helpdesk.notify_settings import vapid_dev_key
+
+    VAPID_PRIVATE_KEY = vapid_dev_key(Path(VAPID_KEY_FILE))
+# Seconds a push service may hold a notification for an offline browser.
+WEBPUSH_TTL = env_int("WEBPUSH_TTL", 3600)
+WEBPUSH_TIMEOUT = env_int("WEBPUSH_TIMEOUT", 10)
+
+# E-mail: EMAIL_URL (smtp://user:pass@host:587?tls, smtps://…:465, console:) or the usual
+# EMAIL_HOST/EMAIL_PORT/EMAIL_HOST_USER/EMAIL_HOST_PASSWORD/EMAIL_USE_TLS/EMAIL_USE_SSL.
+# With neither, DEBUG prints mail to the console and production sends to localhost:25.
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Helpdesk <helpdesk@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_URL = env_str("EMAIL_URL")
+if EMAIL_URL:
+    from helpdesk.notify_settings import email_settings
+
+    globals().update(email_settings(EMAIL_URL))
+else:
+    EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+    EMAIL_PORT = env_int("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_BACKEND = (
+        "django.core.mail.backends.console.EmailBackend"
+        if DEBUG and not os.environ.get("EMAIL_HOST")
+        else "django.core.mail.backends.smtp.EmailBackend"
+    )
+# A failed push or e-mail is tried this many times in all, then recorded as failed.
+HELPDESK_DELIVERY_ATTEMPTS = env_int("HELPDESK_DELIVERY_ATTEMPTS", 3)
+# How long the signed links in e-mails (back to the conversation) stay valid, in days.
+HELPDESK_LINK_DAYS = env_int("HELPDESK_LINK_DAYS", 30)
 
 # --- Security headers ---------------------------------------------------------------------
 # Scripts and styles only from our own static files; a nonce for the few elements that must

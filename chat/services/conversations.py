@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.services import notifications
 from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
 from chat.services.group_commit import group_commit
@@ -28,6 +29,10 @@ class Conflict(Exception):
 def conversation_start(
     *, site: Site, visitor: Visitor, page_url: str = "", team_id: int | None = None
 ) -> Conversation:
+    # Only a page of the site itself: e-mailed links lead back there.
+    page_url = page_url if page_url.startswith(("https://", "http://")) else ""
+    if page_url and not site.allows_origin(page_url):
+        page_url = ""
     status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
     conversation = Conversation.objects.create(
         site=site,
@@ -41,6 +46,7 @@ def conversation_start(
     )
     if not site.bot_enabled:
         _announce_queue(site.pk)
+        _after_commit(lambda: notifications.agents_notify_queued(conversation=conversation))
     return conversation
 
 
@@ -51,6 +57,7 @@ def visitor_message_send(
     body: str,
     client_id: str,
     team_id: int | None = None,
+    page_url: str = "",
     on_conversation: Callable[[Conversation], None] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Posted:
@@ -85,7 +92,9 @@ def visitor_message_send(
             conversation = visitor.conversations.open().order_by("-created_at").first()
         if conversation is None:
             ratelimit.conversation_start_hit(visitor_id=visitor.pk)
-            conversation = conversation_start(site=visitor.site, visitor=visitor, team_id=team_id)
+            conversation = conversation_start(
+                site=visitor.site, visitor=visitor, team_id=team_id, page_url=page_url
+            )
         if on_conversation is not None:
             on_conversation(conversation)
         return visitor_message_receive(
@@ -134,6 +143,11 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
     elif posted.created and conversation.status == Conversation.Status.WAITING:
         _announce_queue(conversation.site_id)
+    elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
+        message = posted.message
+        _after_commit(
+            lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
+        )
 
 
 def agent_message_post(
@@ -151,7 +165,7 @@ def agent_message_post(
             _reopen(conversation, assignee=agent)
         elif conversation.assignee_id != agent.pk:
             conversation_take(conversation=conversation, agent=agent)
-        return message_post(
+        posted = message_post(
             conversation=conversation,
             author=Message.Author.AGENT,
             body=body,
@@ -159,6 +173,14 @@ def agent_message_post(
             agent=agent,
             meta=meta,
         )
+        if posted.created:
+            message = posted.message
+            _after_commit(
+                lambda: notifications.visitor_notify_reply(
+                    conversation=conversation, message=message
+                )
+            )
+        return posted
 
 
 def conversation_handoff(
@@ -187,6 +209,7 @@ def conversation_handoff(
         )
         _announce(conversation)
         _announce_queue(conversation.site_id)
+        _after_commit(lambda: notifications.agents_notify_queued(conversation=conversation))
     return True
 
 
@@ -238,6 +261,8 @@ def conversation_close(
             body=body,
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
+        if conversation.messages.filter(author=Message.Author.AGENT).exists():
+            _after_commit(lambda: notifications.transcript_send(conversation=conversation))
         inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
         if survey:
@@ -327,3 +352,8 @@ def _queue_priority(visitor: Visitor) -> int:
 
 def _announce_queue(site_id: int) -> None:
     queue_announce(site_id)
+
+
+def _after_commit(notify: Callable[[], object]) -> None:
+    """Notifications go out after commit, and a failure there never fails the chat."""
+    transaction.on_commit(notify, robust=True)
