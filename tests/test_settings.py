@@ -99,3 +99,22 @@ def test_it_refuses_a_pool_smaller_than_the_frame_threads():
         HELPDESK_FRAME_THREADS="4",
     )
     assert result.returncode != 0 and "DATABASE_POOL_SIZE must be at least" in result.stderr
+
+
+def test_a_server_process_starts_without_the_bots_numeric_libraries():
+    """The bot runs in workers; a web process holding sockets must not pay ~100 MiB for it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, helpdesk.asgi, chat.consumers, chat.admin, chat.views; "
+            "print(sorted({'numpy', 'scipy', 'sklearn', 'bm25s', 'jieba'} & set(sys.modules)))",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "helpdesk.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
