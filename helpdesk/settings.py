@@ -129,8 +129,10 @@ if DATABASE_URL:
     }
     if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
+        # A fixed size, opened at start: growing on demand made the first burst wait for
+        # new backends (tens of ms each on a busy machine).
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1,
+            "min_size": DATABASE_POOL_SIZE,
             "max_size": DATABASE_POOL_SIZE,
             "timeout": 10,
         }
