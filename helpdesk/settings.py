@@ -129,8 +129,10 @@ if DATABASE_URL:
     }
     if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
+        # A fixed size, opened at start: growing on demand made the first burst wait for
+        # new backends (tens of ms each on a busy machine).
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1,
+            "min_size": DATABASE_POOL_SIZE,
             "max_size": DATABASE_POOL_SIZE,
             "timeout": 10,
         }
@@ -166,7 +168,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "helpdesk")},
+            # More than one Redis: channels and groups are spread over them by a hash of
+            # their names (every process must list the same hosts in the same order).
+            "CONFIG": {
+                "hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]),
+                "prefix": env_str("CHANNEL_PREFIX", "helpdesk"),
+            },
         }
     }
     CACHES = {
