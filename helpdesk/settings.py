@@ -119,9 +119,18 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0)
+            DATABASE_URL,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+            # A kept connection is checked before its first use in each frame or request, so
+            # one that died with the database (or the network) is replaced, not used.
+            conn_health_checks=True,
         )
     }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # An unreachable database fails the frame in seconds instead of hanging the socket.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5)
+        )
 else:
     DATABASES = {
         "default": {
@@ -219,6 +228,9 @@ HELPDESK_MAX_FRAME_BYTES = env_int("HELPDESK_MAX_FRAME_BYTES", 32_768)
 HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
+# Seconds without a bot answer before the widget is told the bot is slow (``bot.delayed``)
+# and offered a person; 0 never tells.
+HELPDESK_BOT_SLOW_SECONDS = env_int("HELPDESK_BOT_SLOW_SECONDS", 8)
 # Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only
 # through the cache, so only with REDIS_URL.
 HELPDESK_RATE_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE", 30)

@@ -67,6 +67,7 @@
     open: !embedded, // a standalone widget is always open
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
+    botDelayed: false, // the "taking longer than usual" notice is showing
     unread: 0,
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
@@ -250,6 +251,7 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "bot.delayed": onBotDelayed,
     error: onError,
     pong: () => {},
   };
@@ -293,6 +295,7 @@
       placeMessage(buildMessage(frame), frame.seq, frame.author === "visitor");
     }
     if (frame.author === "agent") hideTyping();
+    if (frame.author !== "visitor") clearBotDelayed();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
     markSeen();
   }
@@ -300,6 +303,7 @@
   // A bot answer being written: a bubble that shows the bot typing, then the text as it comes.
   function onMessageStreaming(frame) {
     if (!followConversation(frame.conversation_id)) return;
+    clearBotDelayed();
     streamBubble(frame.stream_id);
   }
 
@@ -373,6 +377,23 @@
 
   function onConversationUpdated(frame) {
     if (followConversation(frame.conversation_id)) applyConversation(frame);
+    if (state.status !== "bot") clearBotDelayed();
+  }
+
+  // No answer from the bot for a while (its worker may be down): say so, and offer a person.
+  function onBotDelayed(frame) {
+    if (frame.conversation_id !== state.conversationId || state.status !== "bot") return;
+    if (state.lastSeq > frame.seq) return; // something came after all
+    state.botDelayed = true;
+    showNotice(text.botSlow, true);
+    els.handoff.hidden = false;
+    els.handoff.disabled = state.stopped;
+  }
+
+  function clearBotDelayed() {
+    if (!state.botDelayed) return;
+    state.botDelayed = false;
+    els.notice.hidden = true;
   }
 
   // Our place in line and the wait; with nobody online, the offer to leave an address.
@@ -436,9 +457,12 @@
       return;
     }
     const entry = frame.ref ? state.outbox.find((e) => e.clientId === frame.ref) : null;
-    if (entry && frame.code === "server_error") {
+    if (entry && (frame.code === "server_error" || frame.code === "unavailable")) {
+      // Nothing was stored: the same client_id again, later, is safe (the server de-duplicates).
       setBubbleNote(pendingBubble(entry.clientId), text.retrying);
-      setTimeout(() => transmit(entry), RETRY_AFTER_SERVER_ERROR_MS);
+      const wait = frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS;
+      setTimeout(() => transmit(entry), wait);
+      return;
     } else if (entry) {
       dropFromOutbox(entry.clientId);
       failBubble(pendingBubble(entry.clientId));
@@ -745,11 +769,11 @@
     if (!state.stopped) els.banner.hidden = true;
   }
 
-  function showNotice(message) {
+  function showNotice(message, sticky) {
     els.notice.textContent = message;
     els.notice.hidden = false;
     clearTimeout(timers.notice);
-    timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
+    if (!sticky) timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
   }
 
   // --- The embedding page ------------------------------------------------------------------
