@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Conversation, ConversationQuerySet, Site, Visitor
+from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Visitor
 
 
 class NotFound(Exception):
@@ -46,6 +46,29 @@ def conversations_for_user(user: User | AnonymousUser) -> ConversationQuerySet:
     )
 
 
+def may_supervise(user: User | AnonymousUser) -> bool:
+    """Staff, and agents with the supervisor flag, may open the supervisor view."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    agent = agent_of(user)
+    return bool(agent and agent.is_supervisor)
+
+
+def conversations_to_supervise(user: User | AnonymousUser) -> ConversationQuerySet:
+    """What the supervisor view counts: a supervising agent sees every team of their sites;
+    anyone else what they may see anyway."""
+    if not user.is_authenticated:
+        return Conversation.objects.none()
+    if user.is_superuser:
+        return Conversation.objects.all()
+    agent = agent_of(user)
+    if agent is not None and agent.is_supervisor:
+        return Conversation.objects.filter(site__in=sites_for_user(user))
+    return conversations_for_user(user)
+
+
 def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:
     conversation = (
         conversations_for_user(user)
@@ -67,3 +90,29 @@ def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conve
     if conversation is None:
         raise NotFound
     return conversation
+
+
+def attachment_for_user(*, user: User | AnonymousUser, attachment_id: str) -> Attachment:
+    """A file of a conversation the user may see."""
+    attachment = (
+        Attachment.objects.filter(
+            public_id=attachment_id, conversation__in=conversations_for_user(user)
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment
+
+
+def attachment_for_visitor(*, visitor: Visitor, attachment_id: str) -> Attachment:
+    """A file of one of the visitor's own conversations."""
+    attachment = (
+        Attachment.objects.filter(public_id=attachment_id, conversation__visitor=visitor)
+        .select_related("conversation")
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment

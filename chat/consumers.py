@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +35,8 @@ from chat.protocol import (
     HandoffRequest,
     MessageAck,
     MessageCreate,
+    MessageRead,
+    NoteCreate,
     Ping,
     Pong,
     ProtocolError,
@@ -58,9 +61,10 @@ from chat.realtime import (
     socket_opened,
     visitor_group,
 )
-from chat.services import conversations, presence
+from chat.services import conversations, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
+from chat.services.notes import note_add, note_frame, notes_from
 from chat.services.queue import queue_place
 from chat.services.visitors import (
     BadToken,
@@ -82,6 +86,7 @@ OUTAGES: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
 )
 RETRY_AFTER_OUTAGE = 2  # seconds, in the ``unavailable`` error
+TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
 class ProtocolConsumer(WebsocketConsumer):
@@ -168,7 +173,7 @@ class ProtocolConsumer(WebsocketConsumer):
         conversation.refresh_from_db(fields=["last_seq"])
         self.send_frame(SyncDone(conversation_id=conversation.pk, last_seq=conversation.last_seq))
 
-    def check_body(self, frame: MessageCreate) -> str:
+    def check_body(self, frame: MessageCreate | NoteCreate) -> str:
         body = frame.body.strip()
         if not body:
             raise ProtocolError(
@@ -186,6 +191,15 @@ class ProtocolConsumer(WebsocketConsumer):
     def ping(self, frame: Ping) -> None:
         self.send_frame(Pong())
 
+    def typing_due(self, conversation_id: int) -> bool:
+        """At most one ``typing.started`` per second per socket, however fast a client sends."""
+        now = time.monotonic()
+        sent: dict[int, float] = self.__dict__.setdefault("typing_sent_at", {})
+        if now - sent.get(conversation_id, -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        sent[conversation_id] = now
+        return True
+
 
 class WidgetConsumer(ProtocolConsumer):
     """A visitor's widget: ``/ws/widget/v1/?site=KEY[&token=TOKEN]``."""
@@ -201,6 +215,7 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            MessageRead: self.message_read,
         }
         self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
         self.streaming: set[int] = set()  # conversations whose bot answer is being written
@@ -350,8 +365,14 @@ class WidgetConsumer(ProtocolConsumer):
             FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
         )
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         send_now(
             [agents_group(conversation.pk)],
             TypingStarted(
@@ -369,8 +390,10 @@ class ConsoleConsumer(ProtocolConsumer):
         self.handlers = {
             ConversationSync: self.conversation_sync,
             MessageCreate: self.message_create,
+            NoteCreate: self.note_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
+            MessageRead: self.message_read,
         }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
@@ -407,6 +430,8 @@ class ConsoleConsumer(ProtocolConsumer):
         conversation = self.conversation(frame.conversation_id)
         self.join(agents_group(conversation.pk))
         self.send_frame(conversation_frame(conversation))
+        for note in notes_from(conversation, frame.after_seq):
+            self.send_frame(note_frame(note))
         self.sync_history(conversation, frame.after_seq)
 
     def message_create(self, frame: MessageCreate) -> None:
@@ -427,8 +452,26 @@ class ConsoleConsumer(ProtocolConsumer):
             )
         )
 
+    def note_create(self, frame: NoteCreate) -> None:
+        body = self.check_body(frame)
+        conversation = self.conversation(frame.conversation_id)
+        added = note_add(
+            conversation=conversation, agent=self.agent, body=body, client_id=frame.client_id
+        )
+        # Consoles showing the conversation hear the broadcast (after commit); a sender not
+        # among them, or resending, still hears its note back.
+        if not added.created or agents_group(conversation.pk) not in self.groups_joined:
+            self.send_frame(note_frame(added.note))
+
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        if self.agent is not None:  # an administrator browsing transcripts is no reader
+            receipts.conversation_read(conversation=conversation, reader="agent", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         name = self.agent.display_name if self.agent else str(self.user)
         send_now(
             [visitor_group(conversation.pk)],

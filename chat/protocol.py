@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
-# 5: faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
+# 5: console: ``note.create`` → ``note.created`` (internal notes, agents only),
+#    ``conversation.transferred`` and ``inbox.changed``.
+#    attachments: ``message.created`` gains ``attachment`` (files are sent over HTTP),
+#    ``attachment.updated``, error code ``unsupported_type``; read receipts: ``message.read``
+#    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
+#    and ``agent_read_seq``.
+#    faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
 #    s); ``bot.delayed`` (widget: no bot answer yet after a few seconds); close code 4503
 #    (frames may have been lost: reconnect and sync).
 PROTOCOL_VERSION = 4
@@ -41,6 +47,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
     RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
+    UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
     UNAVAILABLE = "unavailable"  # the database or Redis is down: nothing stored; resend later
 
 
@@ -105,6 +112,14 @@ class TypingStart(ClientFrame):
     conversation_id: ConversationId
 
 
+class MessageRead(ClientFrame):
+    """Every message up to ``seq`` is on the reader's screen (a read receipt)."""
+
+    type: Literal["message.read"]
+    conversation_id: ConversationId
+    seq: Seq
+
+
 class Ping(ClientFrame):
     type: Literal["ping"]
 
@@ -124,11 +139,24 @@ WidgetFrame = Annotated[
     | FeedbackCreate
     | TypingStart
     | Ping
-    | VisitorUpdate,
+    | VisitorUpdate
+    | MessageRead,
     Field(discriminator="type"),
 ]
+
+
+class NoteCreate(ClientFrame):
+    """Console only: an internal note on the conversation, for agents' eyes only."""
+
+    type: Literal["note.create"]
+    conversation_id: ConversationId
+    client_id: ClientId
+    body: str
+
+
 ConsoleFrame = Annotated[
-    ConversationSync | MessageCreate | TypingStart | Ping, Field(discriminator="type")
+    ConversationSync | MessageCreate | NoteCreate | TypingStart | Ping | MessageRead,
+    Field(discriminator="type"),
 ]
 
 WIDGET_FRAMES: TypeAdapter[Any] = TypeAdapter(WidgetFrame)
@@ -151,6 +179,21 @@ class Citation(Frame):
     answer: str
 
 
+class AttachmentOut(Frame):
+    """A file sent with a message. ``url`` and ``thumbnail_url`` answer only the
+    conversation's visitor (``Authorization: Bearer TOKEN``) and its agents (session)."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str
+    # Images: None while the thumbnail is being made (``attachment.updated`` follows).
+    thumbnail_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
 class MessageOut(Frame):
     type: Literal["message.created"] = "message.created"
     conversation_id: int
@@ -169,6 +212,26 @@ class MessageOut(Frame):
     # stream whose bubble this message replaces.
     citations: list[Citation] = Field(default_factory=list)
     stream_id: str | None = None
+    # A file message; ``body`` then holds the file's name.
+    attachment: AttachmentOut | None = None
+
+
+class AttachmentUpdated(Frame):
+    """An image's thumbnail is ready: show it in the message ``seq``."""
+
+    type: Literal["attachment.updated"] = "attachment.updated"
+    conversation_id: int
+    seq: int
+    attachment: AttachmentOut
+
+
+class ReceiptUpdated(Frame):
+    """``reader`` has seen every message of the conversation up to ``seq``."""
+
+    type: Literal["receipt.updated"] = "receipt.updated"
+    conversation_id: int
+    reader: Literal["visitor", "agent"]
+    seq: int
 
 
 class MessageStreaming(Frame):
@@ -206,6 +269,8 @@ class ConversationOut(Frame):
     assignee_name: str | None = None
     handoff_reason: str = ""
     last_seq: int = 0
+    visitor_read_seq: int = 0
+    agent_read_seq: int = 0
 
 
 class VisitorOut(Frame):
@@ -301,6 +366,38 @@ class AgentUpdated(Frame):
     status: Literal["online", "away", "offline"]
     capacity: int
     assigned: int
+
+
+class NoteOut(Frame):
+    """Console only: an internal note, shown after the message ``after_seq``."""
+
+    type: Literal["note.created"] = "note.created"
+    conversation_id: int
+    note_id: int
+    after_seq: int
+    author_name: str
+    body: str
+    client_id: str | None = None
+    created_at: str
+
+
+class ConversationTransferred(Frame):
+    """Console, to the agent (or the team's agents) a conversation was transferred to."""
+
+    type: Literal["conversation.transferred"] = "conversation.transferred"
+    conversation_id: int
+    from_name: str
+    to_name: str
+    note: str
+    message: str
+
+
+class InboxChanged(Frame):
+    """Console, to one agent: their "mine" list changed (a new customer message, a
+    conversation transferred in or out, read, closed or reopened)."""
+
+    type: Literal["inbox.changed"] = "inbox.changed"
+    conversation_id: int
 
 
 class Pong(Frame):

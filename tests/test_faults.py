@@ -20,7 +20,7 @@ from chat.models import Agent, Conversation, Message, Site, Visitor
 from chat.services.conversations import conversation_start, conversation_take
 from chat.services.visitors import visitor_token
 from tests.conftest import session_cookie
-from tests.faults import CeleryWorker, Peer, child_env, own_redis, until
+from tests.faults import CeleryWorker, Peer, TcpProxy, child_env, own_redis, until
 from tests.live import DaphneProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -248,3 +248,85 @@ def test_it_resumes_and_loses_no_acked_message_when_redis_restarts(site, alice, 
         peer.errors = [e for e in peer.errors if e["code"] != "unavailable"]
     assert_exactly_the_acked_messages(conversation, peers)
     assert len(stored(conversation)) == 1 + 2 * 9
+
+
+def test_it_refuses_sends_while_postgresql_is_unreachable_and_stores_each_retry_once(
+    site, alice, visitor_a
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs DATABASE_URL on PostgreSQL: the test cuts the line to it")
+    db = connection.settings_dict
+    proxy = TcpProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)).start()
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    through_proxy = f"postgres://{user}{password}@127.0.0.1:{proxy.port}/{db['NAME']}"
+    conversation = assigned_conversation(site, visitor_a, alice)
+    # Connections kept for a minute: the one the server holds goes stale when the line is cut.
+    env = child_env(DATABASE_URL=through_proxy, DATABASE_CONN_MAX_AGE="60")
+    server = DaphneProcess(env).start()
+    visitor = widget_peer(lambda: server, site, visitor_a, conversation.pk)
+    agent = console_peer(lambda: server, alice, conversation.pk)
+    peers = [visitor, agent]
+    seen: dict[str, Any] = {}
+
+    def refused(peer: Peer, client_id: str) -> bool:
+        return any(e["code"] == "unavailable" and e["ref"] == client_id for e in peer.errors)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(peer.run()) for peer in peers]
+        try:
+            await until(lambda: visitor.live and agent.live, 20, "both sockets")
+            for n in range(2):
+                visitor.say(f"Visitor says {n}")
+                agent.say(f"Alice says {n}")
+            await until(lambda: all_settled(peers), 20, "the first exchange", *peers)
+
+            # A blip while nobody writes: the kept connection is dead, and must not be used.
+            proxy.cut()
+            proxy.restore()
+            first = [visitor.say("Visitor after the blip"), agent.say("Alice after the blip")]
+            await until(lambda: all_settled(peers), 20, "sends after the blip", *peers)
+            seen["after_blip"] = [
+                peer.transmissions[cid] for peer, cid in zip(peers, first, strict=True)
+            ]
+
+            # Down for longer: every send is refused at once, not acked, and retried.
+            proxy.cut()
+            seen["rows_before"] = await asyncio.to_thread(count_rows, conversation)
+            during = [visitor.say("Visitor during the outage"), agent.say("Alice during it")]
+            await until(
+                lambda: all(refused(p, cid) for p, cid in zip(peers, during, strict=True)),
+                10,
+                "refusals",
+            )
+            seen["acked_while_down"] = [
+                cid for p, cid in zip(peers, during, strict=True) if cid in p.acks
+            ]
+            seen["rows_during"] = await asyncio.to_thread(count_rows, conversation)
+            proxy.restore()
+            await until(lambda: all_settled(peers), 30, "the retries", *peers)
+        finally:
+            for task in tasks:
+                task.cancel()
+            server.stop()
+            proxy.stop()
+
+    asyncio.run(scenario())
+    connection.close()
+
+    assert seen["after_blip"] == [1, 1]  # the stale connection was replaced, not tried
+    assert seen["acked_while_down"] == []
+    assert seen["rows_during"] == seen["rows_before"]  # nothing half-stored
+    for peer in peers:
+        assert {e["code"] for e in peer.errors} == {"unavailable"}
+        assert all(e["retry_after"] and e["ref"] in peer.sent for e in peer.errors)
+        peer.errors = []
+    assert_exactly_the_acked_messages(conversation, peers)
+    assert len(stored(conversation)) == 1 + 2 * 4
+
+
+def count_rows(conversation: Conversation) -> int:
+    try:
+        return Message.objects.filter(conversation=conversation).count()
+    finally:
+        connection.close()  # this ran in a thread of its own

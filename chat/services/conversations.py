@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone, translation
@@ -12,6 +13,7 @@ from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services.frames import conversation_frame
+from chat.services.inbox import inbox_notify
 from chat.services.messages import Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
@@ -47,6 +49,7 @@ def visitor_message_send(
     client_id: str,
     team_id: int | None = None,
     on_conversation: Callable[[Conversation], None] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
     (for the team ``team_id`` they chose, if it is one of the site's).
@@ -71,11 +74,16 @@ def visitor_message_send(
             conversation = conversation_start(site=visitor.site, visitor=visitor, team_id=team_id)
         if on_conversation is not None:
             on_conversation(conversation)
-        return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
+        return visitor_message_receive(
+            conversation=conversation, body=body, client_id=client_id, meta=meta
+        )
 
 
-def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
-    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
+def visitor_message_receive(
+    *, conversation: Conversation, body: str, client_id: str, meta: dict[str, Any] | None = None
+) -> Posted:
+    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads
+    (not for a file: the bot cannot read one; it answers the next words)."""
     with transaction.atomic():
         if not conversation.is_open:
             _reopen(conversation)
@@ -84,8 +92,11 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
             author=Message.Author.VISITOR,
             body=body,
             client_id=client_id,
+            meta=meta,
         )
-        if posted.created and conversation.is_with_bot:
+        if posted.created and conversation.assignee_id is not None:
+            inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
+        if posted.created and conversation.is_with_bot and not meta:
             from chat.tasks import bot_answer
 
             seq = posted.message.seq
@@ -106,7 +117,12 @@ def bot_answer_overdue(*, conversation_id: int, seq: int) -> bool:
 
 
 def agent_message_post(
-    *, conversation: Conversation, agent: Agent, body: str, client_id: str
+    *,
+    conversation: Conversation,
+    agent: Agent,
+    body: str,
+    client_id: str,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """An agent replies. Replying to an unassigned conversation takes it first; replying to a
     closed one reopens it as the replying agent's."""
@@ -121,6 +137,7 @@ def agent_message_post(
             body=body,
             client_id=client_id,
             agent=agent,
+            meta=meta,
         )
 
 
@@ -173,6 +190,7 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
             meta={"event": "assigned", "agent_id": agent.pk},
         )
         assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
         _announce(conversation)
         _announce_queue(conversation.site_id)
 
@@ -195,8 +213,35 @@ def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
             body=body,
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
         _announce_queue(conversation.site_id)
+
+
+def conversation_reopen(*, conversation: Conversation, agent: Agent) -> None:
+    """An agent reopens a closed conversation; it becomes theirs."""
+    with transaction.atomic():
+        locked = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk, status=Conversation.Status.CLOSED)
+            .first()
+        )
+        if locked is None:
+            conversation.refresh_from_db()
+            raise Conflict(_("This conversation is already open."))
+        _reopen(conversation, assignee=agent)
+        Conversation.objects.filter(pk=conversation.pk).update(assigned_at=timezone.now())
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("%(name)s reopened the conversation.") % {"name": agent.display_name}
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "reopened", "agent_id": agent.pk},
+        )
+        assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
 
 
 def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> Message:

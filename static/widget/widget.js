@@ -46,6 +46,8 @@
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
+    attach: document.getElementById("attach"),
+    file: document.getElementById("file"),
   };
 
   const state = {
@@ -56,6 +58,7 @@
     attempts: 0,
     lastFrameAt: 0,
     visitorId: null,
+    token: null,
     conversationId: null,
     status: null, // "bot" | "waiting" | "assigned" | "closed" | null (no conversation yet)
     lastSeq: 0, // every seq up to this one is on screen: the `after_seq` of the next sync
@@ -69,6 +72,9 @@
     leftEmail: false, // the visitor left an address: no need to offer the form again
     botDelayed: false, // the "taking longer than usual" notice is showing
     unread: 0,
+    agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
+    readSent: 0, // the highest seq we told the server the visitor has seen
+    fileUrls: new Map(), // attachment URL → blob: URL (fetched with the token)
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
 
@@ -85,6 +91,9 @@
       maxChars: parseInt(data.maxChars, 10) || 4000,
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
+      uploadUrl: data.uploadUrl || "",
+      uploadMaxBytes: parseInt(data.uploadMaxBytes, 10) || 0,
+      uploadTypes: data.uploadTypes || "",
     };
   }
 
@@ -251,6 +260,8 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "attachment.updated": onAttachmentUpdated,
+    "receipt.updated": onReceiptUpdated,
     "bot.delayed": onBotDelayed,
     error: onError,
     pong: () => {},
@@ -269,6 +280,7 @@
     if (state.visitorId && state.visitorId !== visitor.id) forgetConversation();
     state.visitorId = visitor.id || null;
     if (visitor.token) save(keys.token, visitor.token);
+    state.token = visitor.token || null; // for uploads when storage is unavailable
 
     const conversation = frame.conversation;
     if (conversation && conversation.conversation_id !== state.conversationId) {
@@ -297,6 +309,7 @@
     if (frame.author === "agent") hideTyping();
     if (frame.author !== "visitor") clearBotDelayed();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
+    if (frame.author === "visitor") showSeen();
     markSeen();
   }
 
@@ -486,6 +499,8 @@
     if (state.conversationId !== null) clearHistory();
     state.conversationId = conversationId;
     state.lastSeq = 0;
+    state.agentReadSeq = 0;
+    state.readSent = 0;
     exposeState();
   }
 
@@ -502,6 +517,10 @@
 
   function applyConversation(conversation) {
     state.status = conversation ? conversation.status : null;
+    if (conversation && typeof conversation.agent_read_seq === "number") {
+      state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq);
+      showSeen();
+    }
     document.body.dataset.status = state.status || "new";
     if (state.place && (!conversation || state.place.conversation_id !== conversation.conversation_id)) {
       state.place = null;
@@ -541,7 +560,8 @@
     if (message.author === "bot" || message.author === "agent") {
       bubble.appendChild(element("div", "msg__author", message.author_name || text.assistant));
     }
-    bubble.appendChild(element("div", "msg__body", message.body));
+    if (message.attachment) bubble.appendChild(buildAttachment(message.attachment));
+    else bubble.appendChild(element("div", "msg__body", message.body));
     if (message.source && message.source.title) {
       bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
     }
@@ -822,12 +842,190 @@
   }
 
   function markSeen() {
+    sendRead();
     if (!state.open || state.conversationId === null || state.lastSeq <= seenSeq()) return;
     save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
   }
 
   function closePanel() {
     postToParent({ type: "widget.close" });
+  }
+
+  // --- Read receipts -----------------------------------------------------------------------
+
+  // Tell agents how far the visitor has read: only what is on screen in a visible panel.
+  function sendRead() {
+    if (!state.open || document.visibilityState !== "visible" || state.conversationId === null) return;
+    if (state.lastSeq <= state.readSent) return;
+    if (send({ type: "message.read", conversation_id: state.conversationId, seq: state.lastSeq })) {
+      state.readSent = state.lastSeq;
+    }
+  }
+
+  function onReceiptUpdated(frame) {
+    if (frame.conversation_id !== state.conversationId || frame.reader !== "agent") return;
+    state.agentReadSeq = Math.max(state.agentReadSeq, frame.seq);
+    showSeen();
+  }
+
+  // "Seen" under the visitor's latest message that an agent has read.
+  function showSeen() {
+    const old = els.messages.querySelector(".msg__seen");
+    let latest = null;
+    state.rendered.forEach((bubble, seq) => {
+      if (bubble.dataset.author === "visitor" && seq <= state.agentReadSeq) {
+        if (!latest || seq > Number(latest.dataset.seq)) latest = bubble;
+      }
+    });
+    if (old && old.parentNode === latest) return;
+    if (old) old.remove();
+    if (latest) latest.appendChild(element("div", "msg__seen", text.seen));
+  }
+
+  // --- Attachments -------------------------------------------------------------------------
+
+  function buildAttachment(attachment) {
+    const box = element("div", "msg__attachment");
+    box.dataset.attachmentId = attachment.id;
+    fillAttachment(box, attachment);
+    return box;
+  }
+
+  function fillAttachment(box, attachment) {
+    box.textContent = "";
+    if (attachment.thumbnail_url || (attachment.width && attachment.content_type.startsWith("image/"))) {
+      const image = element("img", "msg__image");
+      image.alt = attachment.name;
+      if (attachment.width && attachment.height) {
+        image.width = Math.min(220, attachment.width);
+      }
+      if (attachment.thumbnail_url) {
+        fileUrl(attachment.thumbnail_url).then((url) => (image.src = url), () => (image.alt = `${attachment.name} ✕`));
+      }
+      image.addEventListener("click", () => openFile(attachment.url));
+      box.appendChild(image);
+      return;
+    }
+    const link = element("a", "msg__file");
+    link.href = "#";
+    link.download = attachment.name;
+    link.title = text.download;
+    link.appendChild(element("span", "msg__file-name", attachment.name));
+    link.appendChild(element("span", "msg__file-size", formatSize(attachment.size)));
+    link.addEventListener("click", (event) => {
+      if (link.href.startsWith("blob:")) return; // fetched already: let the browser save it
+      event.preventDefault();
+      fileUrl(attachment.url).then((url) => {
+        link.href = url;
+        link.click();
+      }, () => showNotice(text.uploadFailed));
+    });
+    box.appendChild(link);
+  }
+
+  function onAttachmentUpdated(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    const bubble = state.rendered.get(frame.seq);
+    const box = bubble && bubble.querySelector(".msg__attachment");
+    if (box) fillAttachment(box, frame.attachment);
+  }
+
+  // Files answer only our token, which an <img src> cannot send: fetch, then a blob: URL.
+  function fileUrl(url) {
+    if (!state.fileUrls.has(url)) {
+      const fetched = fetch(url, { headers: authHeaders(), credentials: "omit" })
+        .then((response) => (response.ok ? response.blob() : Promise.reject(new Error(String(response.status)))))
+        .then((blob) => URL.createObjectURL(blob));
+      fetched.catch(() => state.fileUrls.delete(url));
+      state.fileUrls.set(url, fetched);
+    }
+    return state.fileUrls.get(url);
+  }
+
+  function openFile(url) {
+    fileUrl(url).then((blobUrl) => window.open(blobUrl, "_blank", "noopener"), () => showNotice(text.uploadFailed));
+  }
+
+  function authHeaders() {
+    const token = load(keys.token) || state.token;
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  }
+
+  function sendFiles(files) {
+    Array.from(files || []).forEach(sendFile);
+  }
+
+  function sendFile(file) {
+    if (state.stopped || !config.uploadUrl || !config.uploadMaxBytes) return;
+    if (file.size > config.uploadMaxBytes) {
+      showNotice(text.tooLarge);
+      return;
+    }
+    const clientId = newClientId();
+    // No data-client-id: the message.created echo must not adopt this placeholder (it has
+    // no attachment in it); the answer of the upload replaces it instead.
+    const bubble = buildMessage({ author: "visitor", body: fill(text.uploading, file.name) });
+    bubble.classList.add("msg--pending");
+    els.messages.appendChild(bubble);
+    scrollToEnd(true);
+    const form = new FormData();
+    form.append("client_id", clientId);
+    if (state.conversationId !== null) form.append("conversation_id", String(state.conversationId));
+    form.append("file", file, file.name);
+    fetch(config.uploadUrl, { method: "POST", body: form, headers: authHeaders(), credentials: "omit" })
+      .then((response) => response.json().then((data) => ({ ok: response.ok, data })))
+      .then(({ ok, data }) => {
+        if (!ok) throw new Error(data && data.message ? data.message : text.uploadFailed);
+        bubble.remove();
+        onMessageCreated(data); // also adopts (and syncs) a conversation the upload started
+      })
+      .catch((error) => {
+        failBubble(bubble);
+        showNotice(error && error.message ? error.message : text.uploadFailed);
+      });
+  }
+
+  function listenForFiles() {
+    if (!els.attach || !els.file) return;
+    if (!config.uploadMaxBytes) {
+      els.attach.hidden = true;
+      return;
+    }
+    els.file.accept = config.uploadTypes;
+    els.attach.addEventListener("click", () => els.file.click());
+    els.file.addEventListener("change", () => {
+      sendFiles(els.file.files);
+      els.file.value = "";
+    });
+    els.body.addEventListener("paste", (event) => {
+      const files = event.clipboardData && event.clipboardData.files;
+      if (files && files.length) {
+        event.preventDefault();
+        sendFiles(files);
+      }
+    });
+    const root = document.querySelector(".widget");
+    const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+    root.addEventListener("dragover", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      root.classList.add("widget--dragging");
+    });
+    root.addEventListener("dragleave", (event) => {
+      if (event.target === root || !root.contains(event.relatedTarget)) root.classList.remove("widget--dragging");
+    });
+    root.addEventListener("drop", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      root.classList.remove("widget--dragging");
+      sendFiles(event.dataTransfer.files);
+    });
   }
 
   // --- Start -------------------------------------------------------------------------------
@@ -852,6 +1050,8 @@
     });
     window.addEventListener("message", onParentMessage);
     window.addEventListener("online", reconnectNow);
+    document.addEventListener("visibilitychange", markSeen);
+    listenForFiles();
 
     applyConversation(null);
     // Someone with a stored token may have replies waiting: connect now to badge them.
