@@ -68,9 +68,7 @@ def test_it_reconnects_and_delivers_what_was_typed_during_the_outage_once(
 
         server.start()
         wait(visitor, BACK_WITHIN).until(
-            ec.text_to_be_present_in_element(
-                (By.CSS_SELECTOR, ".msg--agent[data-seq]:last-of-type"), "Let me check"
-            )
+            lambda d: "Let me check the parcel." in texts(d, ".msg--agent[data-seq] .msg__body")
         )
         wait(visitor, BACK_WITHIN).until(ec.invisibility_of_element_located((By.ID, "banner")))
         wait(agent, BACK_WITHIN).until(
