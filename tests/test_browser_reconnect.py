@@ -44,7 +44,7 @@ def test_it_reconnects_and_delivers_what_was_typed_during_the_outage_once(
         visitor.get(f"{server.base}/widget/{site.key}/")
         box = wait(visitor).until(ec.element_to_be_clickable((By.ID, "body")))
         box.send_keys("How many days for delivery?", Keys.ENTER)
-        wait(visitor).until(
+        wait(visitor, 30).until(  # the first answer builds the retrieval index
             ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".msg--bot[data-seq]"), "business")
         )
         conversation_id = visitor.execute_script("return window.HelpdeskWidget.conversationId")

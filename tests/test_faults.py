@@ -176,20 +176,25 @@ def test_it_tells_the_visitor_the_bot_is_slow_and_answers_once_the_worker_is_bac
             tasks = [asyncio.create_task(peer.run()) for peer in peers]
             try:
                 await until(lambda: ann.live and ben.live, 20, "both sockets")
-                # Ben asks; nobody answers; he is told, and asks for a person instead.
+                # Both ask (Ben first: one queue, in order); nobody answers; both are told.
                 ben.say(QUESTION)
-                await until(lambda: ben.heard("bot.delayed"), 10, "Ben's notice", ben)
-                assert ben.by("bot") == []
+                ann.say(QUESTION)
+                await until(
+                    lambda: ben.heard("bot.delayed") and ann.heard("bot.delayed"),
+                    10,
+                    "the notices",
+                    ann,
+                    ben,
+                )
+                assert ann.by("bot") == ben.by("bot") == []
+                # Ben asks for a person instead, and gets one in line without any worker.
                 await ben.send(type="handoff.request", conversation_id=wants_person.pk)
                 await until(
                     lambda: ben.heard("conversation.updated", status="waiting"), 10, "hand-off"
                 )
-                assert ben.by("system")  # "Connecting you with a person…", without a worker
+                assert ben.by("system")  # "Connecting you with a person…"
                 seen["ben_places_before"] = len(ben.heard("queue.position"))
-                # Ann asks and is told too; then the worker comes back and answers her.
-                ann.say(QUESTION)
-                await until(lambda: ann.heard("bot.delayed"), 10, "Ann's notice", ann)
-                assert ann.by("bot") == []
+                # The worker comes back: Ben's turn finds him with a person, Ann is answered.
                 await asyncio.to_thread(worker.start)
                 await until(lambda: ann.by("bot"), 45, "the bot's answer", ann)
             finally:
