@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Visitor
+from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Team, Visitor
 
 
 class NotFound(Exception):
@@ -69,6 +69,27 @@ def conversations_to_supervise(user: User | AnonymousUser) -> ConversationQueryS
     return conversations_for_user(user)
 
 
+def conversations_for_reports(user: User | AnonymousUser) -> ConversationQuerySet:
+    """Reports: staff see every site; an agent what ``conversations_for_user`` shows them."""
+    if user.is_authenticated and user.is_staff:
+        return Conversation.objects.all()
+    return conversations_for_user(user)
+
+
+def report_sites_for_user(user: User | AnonymousUser) -> QuerySet[Site]:
+    if user.is_authenticated and user.is_staff:
+        return Site.objects.all()
+    return sites_for_user(user)
+
+
+def report_teams_for_user(user: User | AnonymousUser) -> QuerySet[Team]:
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user.is_staff:
+        return Team.objects.select_related("site")
+    return Team.objects.filter(agents__user__pk=user.pk).select_related("site")
+
+
 def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:
     conversation = (
         conversations_for_user(user)
@@ -116,3 +137,33 @@ def attachment_for_visitor(*, visitor: Visitor, attachment_id: str) -> Attachmen
     if attachment is None:
         raise NotFound
     return attachment
+
+
+class VisitorConversations:
+    """The conversations one widget socket has been allowed, each checked once.
+
+    A conversation never changes visitor, so a check stays true for the socket's life:
+    ``remembered`` spares a hot frame (a message) the look-up; its state (status,
+    assignee) may be stale, so frames that show state use ``fetch``.
+    """
+
+    def __init__(self, visitor: Visitor) -> None:
+        self.visitor = visitor
+        self.allowed: dict[int, Conversation] = {}
+
+    def fetch(self, conversation_id: int) -> Conversation:
+        conversation = conversation_for_visitor(
+            visitor=self.visitor, conversation_id=conversation_id
+        )
+        conversation.visitor = self.visitor  # one object: a name set on this socket shows
+        self.allowed[conversation.pk] = conversation
+        return conversation
+
+    def remembered(self, conversation_id: int) -> Conversation:
+        known = self.allowed.get(conversation_id)
+        return known if known is not None else self.fetch(conversation_id)
+
+    def remember(self, conversation: Conversation) -> None:
+        """One the visitor just started (so it is theirs)."""
+        if conversation.visitor_id == self.visitor.pk:
+            self.allowed[conversation.pk] = conversation

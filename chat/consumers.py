@@ -6,12 +6,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis.exceptions
 from asgiref.sync import async_to_sync
+from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -27,7 +31,10 @@ from chat.protocol import (
     WIDGET_FRAMES,
     AgentOut,
     BotDelayed,
+    ConversationClose,
     ConversationSync,
+    CsatCreate,
+    CsatRecorded,
     ErrorCode,
     FeedbackCreate,
     FeedbackRecorded,
@@ -42,6 +49,8 @@ from chat.protocol import (
     ProtocolError,
     SessionReady,
     SyncDone,
+    TranscriptQueued,
+    TranscriptRequest,
     TypingStart,
     TypingStarted,
     VisitorOut,
@@ -52,6 +61,7 @@ from chat.protocol import (
 )
 from chat.ratelimit import RateLimited
 from chat.realtime import (
+    FORWARD,
     agent_group,
     agents_group,
     redis_watch_ensure,
@@ -61,7 +71,7 @@ from chat.realtime import (
     socket_opened,
     visitor_group,
 )
-from chat.services import conversations, presence, receipts
+from chat.services import conversations, csat, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -89,11 +99,49 @@ RETRY_AFTER_OUTAGE = 2  # seconds, in the ``unavailable`` error
 TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
+@cache
+def frame_threads() -> ThreadPoolExecutor:
+    """The threads that run socket frames, shared by every socket of the process.
+
+    Channels runs all sync consumers in one thread, so one socket's database round trip
+    held up every other socket and every delivery. Frames of one socket still run one at a
+    time, in order (the consumer awaits each before reading the next).
+    """
+    return ThreadPoolExecutor(
+        max_workers=settings.HELPDESK_FRAME_THREADS, thread_name_prefix="frames"
+    )
+
+
 class ProtocolConsumer(WebsocketConsumer):
     """Shared frame loop: size limit, parsing, typed errors, group bookkeeping."""
 
     frames: Any
     handlers: dict[type[Frame], Callable[[Any], None]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.raw_send: Callable[[dict[str, Any]], Awaitable[None]] = send
+        await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
+        if message["type"] == FORWARD:
+            # A finished frame from the layer: straight out, no thread, no database.
+            self.forwarded(message["frame"])
+            text = json.dumps(message["frame"], ensure_ascii=False)
+            await self.raw_send({"type": "websocket.send", "text": text})
+            return
+        run = DatabaseSyncToAsync(
+            self.dispatch_sync, thread_sensitive=False, executor=frame_threads()
+        )
+        await run(message)
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        """A layer frame on its way out (on the event loop: no database here)."""
+
+    def dispatch_sync(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        handler(message)
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
@@ -115,7 +163,7 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_json(error.frame())
         except access.NotFound:
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
-        except conversations.Conflict as conflict:
+        except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
@@ -138,9 +186,6 @@ class ProtocolConsumer(WebsocketConsumer):
     def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             self.leave(group)
-
-    def frame_forward(self, event: dict[str, Any]) -> None:
-        self.send_json(event["frame"])
 
     def send_json(self, data: dict[str, Any]) -> None:
         self.send(text_data=json.dumps(data, ensure_ascii=False))
@@ -216,6 +261,9 @@ class WidgetConsumer(ProtocolConsumer):
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
             MessageRead: self.message_read,
+            ConversationClose: self.conversation_close,
+            CsatCreate: self.csat_create,
+            TranscriptRequest: self.transcript_request,
         }
         self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
         self.streaming: set[int] = set()  # conversations whose bot answer is being written
@@ -234,6 +282,7 @@ class WidgetConsumer(ProtocolConsumer):
             self.send_json(rate_limited_error(limited).frame())
             return self.close(code=CLOSE_RATE_LIMITED)
         self.site, self.visitor = site, visitor
+        self.allowed = access.VisitorConversations(visitor)
         self.accept()
         latest = visitor.conversations.order_by("-created_at").first()
         self.send_frame(
@@ -255,9 +304,7 @@ class WidgetConsumer(ProtocolConsumer):
         )
 
     def conversation(self, conversation_id: int) -> Conversation:
-        return access.conversation_for_visitor(
-            visitor=self.visitor, conversation_id=conversation_id
-        )
+        return self.allowed.fetch(conversation_id)
 
     def conversation_sync(self, frame: ConversationSync) -> None:
         conversation = self.conversation(frame.conversation_id)
@@ -265,12 +312,16 @@ class WidgetConsumer(ProtocolConsumer):
         self.send_frame(conversation_frame(conversation))
         self.sync_history(conversation, frame.after_seq)
         self.send_queue_place(conversation)
+        if not conversation.is_open:  # closed before they answered: ask again
+            pending = csat.csat_pending(conversation=conversation)
+            if pending is not None:
+                self.send_frame(csat.csat_requested_frame(pending))
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
         conversation = None
         if frame.conversation_id is not None:
-            conversation = self.conversation(frame.conversation_id)
+            conversation = self.allowed.remembered(frame.conversation_id)
         ratelimit.message_hit(
             site_id=self.site.pk, visitor_id=self.visitor.pk, ip=client_ip(self.scope)
         )
@@ -280,9 +331,11 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
+        self.allowed.remember(message.conversation)
         self.join(visitor_group(message.conversation_id))
         self.send_frame(
             MessageAck(
@@ -325,13 +378,11 @@ class WidgetConsumer(ProtocolConsumer):
         if late:
             self.send_frame(BotDelayed(conversation_id=conversation_id, seq=seq))
 
-    def frame_forward(self, event: dict[str, Any]) -> None:
-        frame = event["frame"]
+    def forwarded(self, frame: dict[str, Any]) -> None:
         if frame["type"] == "message.streaming":
             self.streaming.add(frame["conversation_id"])
         elif frame["type"] == "message.stream_ended":
             self.streaming.discard(frame["conversation_id"])
-        super().frame_forward(event)
 
     def disconnect(self, code: int) -> None:
         super().disconnect(code)
@@ -352,6 +403,16 @@ class WidgetConsumer(ProtocolConsumer):
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
 
+    def transcript_request(self, frame: TranscriptRequest) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.visitor.refresh_from_db(fields=["email"])
+        if not self.visitor.email:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("Leave your e-mail address first."), "transcript"
+            )
+        notifications.transcript_send(conversation=conversation)
+        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=self.visitor.email))
+
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)
         conversations.conversation_handoff(conversation=conversation, reason="asked_for_human")
@@ -368,6 +429,17 @@ class WidgetConsumer(ProtocolConsumer):
     def message_read(self, frame: MessageRead) -> None:
         conversation = self.conversation(frame.conversation_id)
         receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
+    def conversation_close(self, frame: ConversationClose) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.conversation_close(conversation=conversation, by=None)
+
+    def csat_create(self, frame: CsatCreate) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        rating = csat.csat_record(
+            conversation=conversation, score=frame.score, comment=frame.comment
+        )
+        self.send_frame(CsatRecorded(conversation_id=conversation.pk, score=rating.score or 0))
 
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -25,7 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    attachments: ``message.created`` gains ``attachment`` (files are sent over HTTP),
 #    ``attachment.updated``, error code ``unsupported_type``; read receipts: ``message.read``
 #    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
-#    and ``agent_read_seq``.
+#    and ``agent_read_seq``; ratings at close: ``conversation.close``, ``csat.create``
+#    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
+#    notifications: ``transcript.request``/``transcript.queued`` (widget),
+#    ``notification.created`` (console); ``message.create`` gains ``page_url``.
 #    faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
 #    s); ``bot.delayed`` (widget: no bot answer yet after a few seconds); close code 4503
 #    (frames may have been lost: reconnect and sync).
@@ -89,6 +92,8 @@ class MessageCreate(ClientFrame):
     conversation_id: ConversationId | None = None
     # Widget, first message only: the team the visitor chose before chatting (pre-chat).
     team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    # Widget, first message only: the page the visitor chats from (links in e-mails lead back).
+    page_url: Annotated[str, Field(max_length=500)] | None = None
 
 
 class HandoffRequest(ClientFrame):
@@ -107,6 +112,22 @@ class FeedbackCreate(ClientFrame):
     helpful: bool
 
 
+class ConversationClose(ClientFrame):
+    """The visitor ends the conversation ("End chat")."""
+
+    type: Literal["conversation.close"]
+    conversation_id: ConversationId
+
+
+class CsatCreate(ClientFrame):
+    """The visitor answers the survey ``csat.requested`` asked for this conversation."""
+
+    type: Literal["csat.create"]
+    conversation_id: ConversationId
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
@@ -117,7 +138,7 @@ class MessageRead(ClientFrame):
 
     type: Literal["message.read"]
     conversation_id: ConversationId
-    seq: Seq
+    seq: Annotated[int, Field(ge=1, le=2**31)]
 
 
 class Ping(ClientFrame):
@@ -132,6 +153,13 @@ class VisitorUpdate(ClientFrame):
     name: Annotated[str, Field(max_length=120)] = ""
 
 
+class TranscriptRequest(ClientFrame):
+    """E-mail me this conversation (to the address the visitor left)."""
+
+    type: Literal["transcript.request"]
+    conversation_id: ConversationId
+
+
 WidgetFrame = Annotated[
     ConversationSync
     | MessageCreate
@@ -140,7 +168,10 @@ WidgetFrame = Annotated[
     | TypingStart
     | Ping
     | VisitorUpdate
-    | MessageRead,
+    | MessageRead
+    | ConversationClose
+    | CsatCreate
+    | TranscriptRequest,
     Field(discriminator="type"),
 ]
 
@@ -311,6 +342,21 @@ class FeedbackRecorded(Frame):
     helpful: bool
 
 
+class CsatRequested(Frame):
+    """The conversation closed: ask the visitor for a 1–5 rating and an optional comment."""
+
+    type: Literal["csat.requested"] = "csat.requested"
+    conversation_id: int
+    scale: Literal["stars", "emoji"]
+    question: str
+
+
+class CsatRecorded(Frame):
+    type: Literal["csat.recorded"] = "csat.recorded"
+    conversation_id: int
+    score: int
+
+
 class TypingStarted(Frame):
     type: Literal["typing.started"] = "typing.started"
     conversation_id: int
@@ -398,6 +444,30 @@ class InboxChanged(Frame):
 
     type: Literal["inbox.changed"] = "inbox.changed"
     conversation_id: int
+
+
+class TranscriptQueued(Frame):
+    """Widget: the transcript is on its way to ``email``."""
+
+    type: Literal["transcript.queued"] = "transcript.queued"
+    conversation_id: int
+    email: str
+
+
+class NotificationCreated(Frame):
+    """Console, to one agent: something they asked to hear about (a new conversation in
+    the queue, one assigned to them, a customer's reply). The console plays a sound, badges
+    its title and shows a browser notification when its tab is hidden."""
+
+    type: Literal["notification.created"] = "notification.created"
+    kind: Literal["queued", "assigned", "reply"]
+    conversation_id: int
+    title: str
+    body: str
+    url: str
+    # Notifications with one tag replace each other (the page's and the service worker's).
+    tag: str
+    sound: bool
 
 
 class Pong(Frame):

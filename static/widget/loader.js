@@ -32,8 +32,20 @@
   }
   var siteKey = script.getAttribute("data-site");
   var helpdeskOrigin = new URL(script.src, location.href).origin;
-  var state = { open: false, ready: false, unread: 0, readyTimer: 0 };
+  var state = { open: false, ready: false, unread: 0, readyTimer: 0, resume: takeResumeToken() };
   var launcher, frame, badge;
+
+  // A link from one of our e-mails or notifications ends in #hd-resume=TOKEN: the widget
+  // opens on that conversation. The fragment is removed so a reload or a shared URL does not
+  // carry it on.
+  function takeResumeToken() {
+    var match = /(?:^#|&)hd-resume=([A-Za-z0-9_\-:.]+)/.exec(location.hash);
+    if (!match) return "";
+    if (window.history && history.replaceState) {
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return match[1];
+  }
 
   function findOwnScript() {
     var candidates = document.querySelectorAll("script[data-site]");
@@ -128,7 +140,9 @@
     iframe.hidden = true;
     iframe.src =
       helpdeskOrigin + "/widget/" + encodeURIComponent(siteKey) + "/?origin=" +
-      encodeURIComponent(location.origin);
+      encodeURIComponent(location.origin) +
+      "&page=" + encodeURIComponent((location.origin + location.pathname + location.search).slice(0, 500)) +
+      (state.resume ? "&resume=" + encodeURIComponent(state.resume) : "");
     return iframe;
   }
 
@@ -192,6 +206,11 @@
       clearTimeout(state.readyTimer);
       applyColor(data.color);
       launcher.hidden = false;
+      if (state.resume && !state.open) {
+        state.resume = "";
+        setOpen(true);
+        return;
+      }
       post(state.open ? "widget.opened" : "widget.closed"); // the iframe may have missed a click
     },
     "widget.close": function () {

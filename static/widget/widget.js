@@ -41,11 +41,20 @@
     typing: document.getElementById("typing"),
     notice: document.getElementById("notice"),
     handoff: document.getElementById("handoff"),
+    endChat: document.getElementById("end-chat"),
+    csat: document.getElementById("csat"),
+    csatQuestion: document.getElementById("csat-question"),
+    csatScale: document.getElementById("csat-scale"),
+    csatComment: document.getElementById("csat-comment"),
+    csatSend: document.getElementById("csat-send"),
+    csatDone: document.getElementById("csat-done"),
     offline: document.getElementById("offline"),
     offlineEmail: document.getElementById("offline-email"),
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
+    notifyMe: document.getElementById("notify-me"),
+    transcript: document.getElementById("transcript"),
     attach: document.getElementById("attach"),
     file: document.getElementById("file"),
   };
@@ -70,6 +79,7 @@
     open: !embedded, // a standalone widget is always open
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
+    csat: null, // {conversationId, score}: the survey on screen
     botDelayed: false, // the "taking longer than usual" notice is showing
     unread: 0,
     agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
@@ -91,6 +101,12 @@
       maxChars: parseInt(data.maxChars, 10) || 4000,
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
+      // A signed link (e-mail, notification) names a conversation and its visitor's token.
+      resumeToken: data.resumeToken || "",
+      resumeConversation: parseInt(data.resumeConversation, 10) || null,
+      vapidKey: data.vapidKey || "",
+      pushUrl: data.pushUrl || "",
+      pageUrl: new URLSearchParams(location.search).get("page") || "",
       uploadUrl: data.uploadUrl || "",
       uploadMaxBytes: parseInt(data.uploadMaxBytes, 10) || 0,
       uploadTypes: data.uploadTypes || "",
@@ -260,8 +276,11 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "transcript.queued": onTranscriptQueued,
     "attachment.updated": onAttachmentUpdated,
     "receipt.updated": onReceiptUpdated,
+    "csat.requested": onCsatRequested,
+    "csat.recorded": onCsatRecorded,
     "bot.delayed": onBotDelayed,
     error: onError,
     pong: () => {},
@@ -283,6 +302,14 @@
     state.token = visitor.token || null; // for uploads when storage is unavailable
 
     const conversation = frame.conversation;
+    if (config.resumeConversation) {
+      // Opened from a link: show that conversation, whichever is the latest.
+      switchConversation(config.resumeConversation);
+      config.resumeConversation = null;
+      syncConversation();
+      state.outbox.forEach(transmit);
+      return;
+    }
     if (conversation && conversation.conversation_id !== state.conversationId) {
       switchConversation(conversation.conversation_id);
     }
@@ -481,6 +508,8 @@
       failBubble(pendingBubble(entry.clientId));
     }
     enableFeedbackButtons();
+    if (state.csat) els.csatSend.disabled = state.csat.score === null;
+    els.endChat.disabled = false;
     showNotice(frame.message);
   }
 
@@ -497,6 +526,7 @@
 
   function switchConversation(conversationId) {
     if (state.conversationId !== null) clearHistory();
+    hideCsat();
     state.conversationId = conversationId;
     state.lastSeq = 0;
     state.agentReadSeq = 0;
@@ -529,6 +559,10 @@
     els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
+    els.endChat.hidden = !state.status || state.status === "closed";
+    els.endChat.disabled = state.stopped;
+    if (state.status && state.status !== "closed") hideCsat(); // reopened: the survey is moot
+    els.transcript.hidden = state.conversationId === null;
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
   }
@@ -592,11 +626,14 @@
     const prompt = element("div", "msg__feedback");
     prompt.appendChild(element("span", "msg__feedback-question", text.helpful));
     [
-      [text.yes, true],
-      [text.no, false],
-    ].forEach(([label, helpful]) => {
-      const button = element("button", "msg__feedback-button", label);
+      ["👍", text.yes, true],
+      ["👎", text.no, false],
+    ].forEach(([symbol, label, helpful]) => {
+      const button = element("button", "msg__feedback-button", symbol);
       button.type = "button";
+      button.setAttribute("aria-label", label);
+      button.title = label;
+      button.dataset.helpful = String(helpful);
       button.addEventListener("click", () => sendFeedback(prompt, seq, helpful));
       prompt.appendChild(button);
     });
@@ -699,6 +736,7 @@
     if (!state.outbox.includes(entry)) return;
     const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
     if (state.conversationId !== null) frame.conversation_id = state.conversationId;
+    else if (/^https?:\/\//.test(config.pageUrl)) frame.page_url = config.pageUrl.slice(0, 500);
     send(frame);
   }
 
@@ -768,6 +806,78 @@
     const rated = loadJson(keys.rated, []).filter((k) => k !== `${state.conversationId}:${seq}`);
     rated.push(`${state.conversationId}:${seq}`);
     save(keys.rated, JSON.stringify(rated.slice(-50)));
+  }
+
+  // --- Rating at close (CSAT) -------------------------------------------------------------
+
+  const FACES = ["😞", "🙁", "😐", "🙂", "😄"];
+
+  function onCsatRequested(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    if (state.csat && state.csat.conversationId === frame.conversation_id) return; // on screen
+    state.csat = { conversationId: frame.conversation_id, score: null };
+    els.csatQuestion.textContent = frame.question;
+    els.csatScale.replaceChildren();
+    els.csatScale.dataset.scale = frame.scale;
+    for (let score = 1; score <= 5; score += 1) {
+      const symbol = frame.scale === "emoji" ? FACES[score - 1] : "★";
+      const button = element("button", "csat__choice", symbol);
+      button.type = "button";
+      button.dataset.score = String(score);
+      button.setAttribute("aria-pressed", "false");
+      button.setAttribute("aria-label", text.csatScore.replace("{n}", String(score)));
+      button.addEventListener("click", () => chooseScore(score));
+      els.csatScale.appendChild(button);
+    }
+    els.csatComment.value = "";
+    els.csatSend.disabled = true;
+    els.csatDone.hidden = true;
+    els.csat.hidden = false;
+    scrollToEnd(true);
+  }
+
+  function chooseScore(score) {
+    if (!state.csat) return;
+    state.csat.score = score;
+    const stars = els.csatScale.dataset.scale !== "emoji";
+    els.csatScale.querySelectorAll(".csat__choice").forEach((button) => {
+      const value = Number(button.dataset.score);
+      button.setAttribute("aria-pressed", String(value === score));
+      button.classList.toggle("csat__choice--on", stars ? value <= score : value === score);
+    });
+    els.csatSend.disabled = false;
+  }
+
+  function submitCsat(event) {
+    event.preventDefault();
+    if (!state.csat || state.csat.score === null) return;
+    const frame = {
+      type: "csat.create",
+      conversation_id: state.csat.conversationId,
+      score: state.csat.score,
+      comment: els.csatComment.value.trim().slice(0, 1000),
+    };
+    if (send(frame)) els.csatSend.disabled = true;
+  }
+
+  function onCsatRecorded(frame) {
+    if (!state.csat || frame.conversation_id !== state.csat.conversationId) return;
+    hideCsat();
+    els.csatDone.textContent = text.csatThanks;
+    els.csatDone.hidden = false;
+  }
+
+  function hideCsat() {
+    state.csat = null;
+    els.csat.hidden = true;
+    els.csatDone.hidden = true;
+  }
+
+  function endChat() {
+    if (state.conversationId === null || !state.status || state.status === "closed") return;
+    if (send({ type: "conversation.close", conversation_id: state.conversationId })) {
+      els.endChat.disabled = true;
+    }
   }
 
   // --- Banner and notices ------------------------------------------------------------------
@@ -845,6 +955,59 @@
     sendRead();
     if (!state.open || state.conversationId === null || state.lastSeq <= seenSeq()) return;
     save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
+  }
+
+  // --- Notifications: push opt-in and the transcript ----------------------------------------
+
+  function pushSupported() {
+    return Boolean(
+      config.vapidKey && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window
+    );
+  }
+
+  function keyBytes(base64url) {
+    const padded = (base64url + "===".slice((base64url.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  }
+
+  async function subscribePush() {
+    const permission = await Notification.requestPermission();
+    if (permission !== "granted") throw new Error(text.notifyBlocked);
+    const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const subscription =
+      (await registration.pushManager.getSubscription()) ||
+      (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(config.vapidKey) }));
+    const response = await fetch(config.pushUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: load(keys.token), subscription }),
+    });
+    if (!response.ok) throw new Error(text.notifyFailed);
+  }
+
+  function requestPush() {
+    els.notifyMe.disabled = true;
+    subscribePush()
+      .then(() => {
+        els.notifyMe.hidden = true;
+        showNotice(text.notifyOn);
+      })
+      .catch((error) => {
+        els.notifyMe.disabled = false;
+        showNotice(error.message || text.notifyFailed);
+      });
+  }
+
+  function requestTranscript() {
+    if (state.conversationId === null) return;
+    if (!send({ type: "transcript.request", conversation_id: state.conversationId })) {
+      showNotice(text.reconnecting);
+    }
+  }
+
+  function onTranscriptQueued(frame) {
+    showNotice(text.transcriptSent.replace("{email}", frame.email));
   }
 
   function closePanel() {
@@ -1044,7 +1207,14 @@
     els.body.addEventListener("keydown", onComposerKey);
     els.body.addEventListener("input", onComposerInput);
     els.handoff.addEventListener("click", requestHandoff);
+    els.endChat.addEventListener("click", endChat);
+    els.csat.addEventListener("submit", submitCsat);
     els.offline.addEventListener("submit", submitOffline);
+    els.transcript.addEventListener("click", requestTranscript);
+    els.notifyMe.hidden = !pushSupported() || (window.Notification && Notification.permission === "denied");
+    els.notifyMe.addEventListener("click", requestPush);
+    document.addEventListener("visibilitychange", markSeen);
+    if (config.resumeToken) save(keys.token, config.resumeToken);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && embedded) closePanel();
     });
@@ -1056,7 +1226,7 @@
     applyConversation(null);
     // Someone with a stored token may have replies waiting: connect now to badge them.
     // A first-time visitor connects when they open the panel (or send).
-    const returning = Boolean(load(keys.token));
+    const returning = Boolean(load(keys.token) || config.resumeToken);
     if (!returning) showGreeting();
     if (returning || state.open) connect();
     postToParent({ type: "widget.ready", color: config.color });
