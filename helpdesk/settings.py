@@ -137,8 +137,14 @@ if DATABASE_URL:
         if DATABASE_POOL_SIZE:
             # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
             # With conn_health_checks, Django has the pool check a connection before lending
-            # it, so one that died with the database is replaced, not used.
-            options["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 10}
+            # it, so one that died with the database is replaced, not used. The pool is
+            # never short of connections (at least one per frame thread), so waiting longer
+            # than a connection takes to open means the database is gone.
+            options["pool"] = {
+                "min_size": 1,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": options["connect_timeout"],
+            }
 else:
     DATABASES = {
         "default": {

@@ -256,8 +256,9 @@ def test_it_resumes_and_loses_no_acked_message_when_redis_restarts(site, alice, 
     assert len(stored(conversation)) == 1 + 2 * 9
 
 
+@pytest.mark.parametrize("pool_size", ["10", "0"], ids=["pooled", "kept per thread"])
 def test_it_refuses_sends_while_postgresql_is_unreachable_and_stores_each_retry_once(
-    site, alice, visitor_a
+    site, alice, visitor_a, pool_size
 ):
     if connection.vendor != "postgresql":
         pytest.skip("needs DATABASE_URL on PostgreSQL: the test cuts the line to it")
@@ -267,8 +268,14 @@ def test_it_refuses_sends_while_postgresql_is_unreachable_and_stores_each_retry_
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     through_proxy = f"postgres://{user}{password}@127.0.0.1:{proxy.port}/{db['NAME']}"
     conversation = assigned_conversation(site, visitor_a, alice)
-    # Connections kept for a minute: the one the server holds goes stale when the line is cut.
-    env = child_env(DATABASE_URL=through_proxy, DATABASE_CONN_MAX_AGE="60")
+    # Connections kept (pooled, or for a minute without a pool): the ones the server holds go
+    # stale when the line is cut. A refusal may take DATABASE_CONNECT_TIMEOUT, no longer.
+    env = child_env(
+        DATABASE_URL=through_proxy,
+        DATABASE_POOL_SIZE=pool_size,
+        DATABASE_CONN_MAX_AGE="60",
+        DATABASE_CONNECT_TIMEOUT="2",
+    )
     server = DaphneProcess(env).start()
     visitor = widget_peer(lambda: server, site, visitor_a, conversation.pk)
     agent = console_peer(lambda: server, alice, conversation.pk)
