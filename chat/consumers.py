@@ -64,7 +64,6 @@ from chat.realtime import (
     FORWARD,
     agent_group,
     agents_group,
-    redis_watch_ensure,
     send_now,
     site_agents_group,
     socket_closed,
@@ -146,7 +145,6 @@ class ProtocolConsumer(WebsocketConsumer):
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
         socket_opened(self)
-        async_to_sync(redis_watch_ensure)()
         super().websocket_connect(message)
 
     def websocket_disconnect(self, message: dict[str, Any]) -> None:

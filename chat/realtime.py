@@ -70,7 +70,10 @@ def send_many_after_commit(events: list[tuple[list[str], Frame]]) -> None:
         for groups, event in prepared:
             await _group_send_all(layer, groups, event)
 
-    transaction.on_commit(async_to_sync(send_all), robust=True)
+    def send() -> None:  # a function: robust on_commit logs failures by __qualname__
+        async_to_sync(send_all)()
+
+    transaction.on_commit(send, robust=True)
 
 
 # --- Redis went away: sockets that stayed open missed frames ---------------------------------
@@ -87,7 +90,10 @@ _watch: asyncio.Task[None] | None = None
 
 
 def socket_opened(consumer: Any) -> None:
+    """Count the socket in; start the Redis watch if this process has none running yet."""
     _open_sockets.add(consumer)
+    if settings.REDIS_URL and (_watch is None or _watch.done()):
+        async_to_sync(redis_watch_ensure)()
 
 
 def socket_closed(consumer: Any) -> None:
