@@ -12,7 +12,7 @@ from selenium.webdriver.support import expected_conditions as ec
 
 from chat.models import Message
 from tests.browser import browsers, wait  # noqa: F401  (fixture)
-from tests.faults import child_env
+from tests.faults import child_env, own_redis
 from tests.live import DaphneProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -100,3 +100,24 @@ def test_it_reconnects_and_delivers_what_was_typed_during_the_outage_once(
         .values_list("seq", flat=True)
     )
     assert seqs == stored
+
+
+def test_it_tells_the_visitor_the_bot_is_slow_and_offers_a_person(site, browsers):  # noqa: F811
+    with own_redis() as redis:
+        env = child_env(REDIS_URL=redis.url, CELERY_EAGER="false", HELPDESK_BOT_SLOW_SECONDS="1")
+        server = DaphneProcess(env).start()  # and no worker: the bot never answers
+        try:
+            visitor = browsers()
+            visitor.get(f"{server.base}/widget/{site.key}/")
+            box = wait(visitor).until(ec.element_to_be_clickable((By.ID, "body")))
+            box.send_keys("How many days for delivery?", Keys.ENTER)
+            notice = wait(visitor).until(ec.visibility_of_element_located((By.ID, "notice")))
+            assert "taking longer than usual" in notice.text
+            assert texts(visitor, ".msg--bot") == []
+            wait(visitor).until(ec.element_to_be_clickable((By.ID, "handoff"))).click()
+            wait(visitor).until(
+                ec.presence_of_element_located((By.CSS_SELECTOR, ".msg--system[data-seq]"))
+            )
+            wait(visitor).until(ec.invisibility_of_element_located((By.ID, "notice")))
+        finally:
+            server.stop()
