@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
 #    notifications: ``transcript.request``/``transcript.queued`` (widget),
 #    ``notification.created`` (console); ``message.create`` gains ``page_url``.
+#    faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
+#    s); ``bot.delayed`` (widget: no bot answer yet after a few seconds); close code 4503
+#    (frames may have been lost: reconnect and sync).
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -48,12 +51,15 @@ class ErrorCode(StrEnum):
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
     RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
     UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
+    UNAVAILABLE = "unavailable"  # the database or Redis is down: nothing stored; resend later
 
 
 # Close codes sent after an error frame at connect time.
 CLOSE_BAD_TOKEN = 4401  # drop the stored token and connect again without one
 CLOSE_FORBIDDEN = 4403  # do not retry
 CLOSE_RATE_LIMITED = 4429  # too many new sessions: connect again after ``retry_after`` s
+# Sent to open sockets: frames may have been lost (Redis restarted): reconnect and sync.
+CLOSE_RESYNC = 4503
 
 
 class Frame(BaseModel):
@@ -374,6 +380,15 @@ class QueuePosition(Frame):
     agents_online: bool
 
 
+class BotDelayed(Frame):
+    """Widget: the bot has not answered the visitor's message ``seq`` within a few seconds
+    (its worker may be down). Say so, and offer a person. Not stored, never replayed."""
+
+    type: Literal["bot.delayed"] = "bot.delayed"
+    conversation_id: int
+    seq: int
+
+
 class VisitorUpdated(Frame):
     type: Literal["visitor.updated"] = "visitor.updated"
     email: str
@@ -465,7 +480,7 @@ class ErrorOut(Frame):
     message: str
     # The ``client_id`` (or frame type) the error answers, when known.
     ref: str | None = None
-    # ``rate_limited`` only: seconds to wait before trying again.
+    # ``rate_limited`` and ``unavailable``: seconds to wait before trying again.
     retry_after: int | None = None
 
 

@@ -125,17 +125,27 @@ if DATABASE_URL:
         "default": dj_database_url.parse(
             DATABASE_URL,
             conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 0),
+            # A kept connection is checked before its first use in each frame or request, so
+            # one that died with the database (or the network) is replaced, not used.
+            conn_health_checks=True,
         )
     }
-    if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
-        # A fixed size, opened at start: growing on demand made the first burst wait for
-        # new backends (tens of ms each on a busy machine).
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": DATABASE_POOL_SIZE,
-            "max_size": DATABASE_POOL_SIZE,
-            "timeout": 10,
-        }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        options = DATABASES["default"].setdefault("OPTIONS", {})
+        # An unreachable database fails the frame in seconds instead of hanging the socket.
+        options["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+        if DATABASE_POOL_SIZE:
+            # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
+            # A fixed size, opened at start: growing on demand made the first burst wait for
+            # new backends (tens of ms each on a busy machine). With conn_health_checks,
+            # Django has the pool check a connection before lending it, so one that died with
+            # the database is replaced, not used; waiting longer than a connection takes to
+            # open means the database is gone.
+            options["pool"] = {
+                "min_size": DATABASE_POOL_SIZE,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": options["connect_timeout"],
+            }
 else:
     DATABASES = {
         "default": {
@@ -256,6 +266,9 @@ if HELPDESK_FRAME_THREADS < 1:
     raise ImproperlyConfigured("HELPDESK_FRAME_THREADS must be at least 1")
 if DATABASE_URL and DATABASE_POOL_SIZE and DATABASE_POOL_SIZE < HELPDESK_FRAME_THREADS:
     raise ImproperlyConfigured("DATABASE_POOL_SIZE must be at least HELPDESK_FRAME_THREADS")
+# Seconds without a bot answer before the widget is told the bot is slow (``bot.delayed``)
+# and offered a person; 0 never tells.
+HELPDESK_BOT_SLOW_SECONDS = env_int("HELPDESK_BOT_SLOW_SECONDS", 8)
 # Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only
 # through the cache, so only with REDIS_URL.
 HELPDESK_RATE_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE", 30)

@@ -140,7 +140,9 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         from chat.tasks import bot_answer
 
         seq = posted.message.seq
-        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+        # robust: a broker outage must not fail a message that is already stored; the
+        # widget then hears ``bot.delayed`` and can ask for a person.
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq), robust=True)
     elif posted.created and conversation.status == Conversation.Status.WAITING:
         _announce_queue(conversation.site_id)
     elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
@@ -148,6 +150,14 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         _after_commit(
             lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
         )
+
+
+def bot_answer_overdue(*, conversation_id: int, seq: int) -> bool:
+    """Whether the visitor's message ``seq`` is still waiting for the bot: the bot leads and
+    nothing (no answer, no hand-off, no newer message) was posted after it."""
+    return Conversation.objects.filter(
+        pk=conversation_id, status=Conversation.Status.BOT, last_seq=seq
+    ).exists()
 
 
 def agent_message_post(

@@ -13,6 +13,8 @@
   const TYPING_SEND_EVERY_MS = 3000;
   const TYPING_SHOW_MS = 4000;
   const TOAST_MS = 6000;
+  const RETRYABLE = ["server_error", "unavailable"]; // nothing was stored: resend, same client_id
+  const RETRY_AFTER_SERVER_ERROR_MS = 3000;
   const AUTHORS = ["visitor", "bot", "agent", "system"];
 
   const state = {
@@ -924,10 +926,25 @@
 
   function onErrorFrame(frame) {
     const clientId = refusedClientId(frame);
+    if (clientId && RETRYABLE.indexOf(frame.code) >= 0) {
+      // Nothing was stored and the server de-duplicates by client_id: send it again later.
+      retryLater(clientId, frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS);
+      return;
+    }
     if (clientId) {
       dropRefusedReply(clientId);
     }
     showToast(frame.message || "Something went wrong.");
+  }
+
+  function retryLater(clientId, delay) {
+    setTimeout(function () {
+      if (state.outbox.has(clientId)) {
+        sendReply(clientId, state.outbox.get(clientId));
+      } else if (state.noteOutbox.has(clientId)) {
+        sendNote(clientId, state.noteOutbox.get(clientId));
+      }
+    }, delay);
   }
 
   // The reply an error answers. Errors name it in `ref`; a `conflict` may come without one,
