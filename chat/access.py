@@ -67,3 +67,26 @@ def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conve
     if conversation is None:
         raise NotFound
     return conversation
+
+
+def may_manage_customer_data(user: User | AnonymousUser) -> bool:
+    """Export and erase are staff work: a superuser, or staff allowed to change visitors."""
+    if not user.is_authenticated or not user.is_staff:
+        return False
+    return bool(user.is_superuser or user.has_perm("chat.change_visitor"))
+
+
+def visitors_for_user(user: User | AnonymousUser) -> QuerySet[Visitor]:
+    """The customers whose data this person may export or erase: those of their sites."""
+    if not may_manage_customer_data(user):
+        return Visitor.objects.none()
+    if user.is_superuser:
+        return Visitor.objects.all()
+    return Visitor.objects.filter(site__in=sites_for_user(user))
+
+
+def visitor_for_user(*, user: User | AnonymousUser, public_id: str) -> Visitor:
+    visitor = visitors_for_user(user).select_related("site").filter(public_id=public_id).first()
+    if visitor is None:
+        raise NotFound
+    return visitor

@@ -37,6 +37,8 @@ from chat.protocol import (
     SyncDone,
     TypingStart,
     TypingStarted,
+    VisitorIdentified,
+    VisitorIdentify,
     VisitorOut,
     VisitorUpdate,
     VisitorUpdated,
@@ -45,7 +47,7 @@ from chat.protocol import (
 )
 from chat.ratelimit import RateLimited
 from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, presence
+from chat.services import conversations, identity, presence
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.queue import queue_place
@@ -83,6 +85,10 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
         except conversations.Conflict as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
+        except conversations.ConsentRequired:
+            self.send_error(
+                ErrorCode.CONSENT_REQUIRED, _("Please agree to the terms before chatting."), ref
+            )
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
         except Exception:
@@ -162,6 +168,7 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            VisitorIdentify: self.visitor_identify,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -224,6 +231,7 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            consent=frame.consent,
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
@@ -249,6 +257,34 @@ class WidgetConsumer(ProtocolConsumer):
                 ErrorCode.INVALID_FRAME, _("Please enter a valid e-mail address.")
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
+
+    def visitor_identify(self, frame: VisitorIdentify) -> None:
+        try:
+            claim = identity.identity_check(
+                site=self.site,
+                external_id=frame.external_id,
+                name=frame.name,
+                email=frame.email,
+                hash=frame.hash,
+                token=frame.jwt,
+            )
+        except identity.IdentityRefused as refused:
+            code = ErrorCode(f"identity_{refused.reason}")
+            raise ProtocolError(code, refused.message, frame.type) from None
+        visitor = identity.visitor_identify(visitor=self.visitor, identity=claim)
+        if visitor.pk != self.visitor.pk:  # another person now: none of the old live frames
+            for group in self.groups_joined:
+                self.leave(group)
+            self.groups_joined.clear()
+            self.visitor = visitor
+        latest = visitor.conversations.order_by("-created_at").first()
+        self.send_frame(
+            VisitorIdentified(
+                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
+                verified=claim.verified,
+                conversation=conversation_frame(latest) if latest else None,
+            )
+        )
 
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
+# 5: identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
+#    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
+#    ``message.create`` gains ``consent``, error ``consent_required``.
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -38,6 +41,10 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
     RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
+    IDENTITY_REQUIRED = "identity_required"  # the site accepts only signed identities
+    IDENTITY_INVALID = "identity_invalid"  # the signature does not match (forged or malformed)
+    IDENTITY_EXPIRED = "identity_expired"  # the identity JWT is past its ``exp``
+    CONSENT_REQUIRED = "consent_required"  # the site asks for consent before the first message
 
 
 # Close codes sent after an error frame at connect time.
@@ -76,6 +83,8 @@ class MessageCreate(ClientFrame):
     conversation_id: ConversationId | None = None
     # Widget, first message only: the team the visitor chose before chatting (pre-chat).
     team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    # Widget, first message only: the visitor ticked the site's consent text.
+    consent: bool = False
 
 
 class HandoffRequest(ClientFrame):
@@ -111,6 +120,21 @@ class VisitorUpdate(ClientFrame):
     name: Annotated[str, Field(max_length=120)] = ""
 
 
+class VisitorIdentify(ClientFrame):
+    """The embedding page says who the customer is, signed by the site's backend.
+
+    ``hash`` is HMAC-SHA256 of ``external_id`` with the site's identity secret (hex); ``jwt``
+    is an HS256 token with that secret whose ``sub`` is the external id and ``exp`` is set.
+    """
+
+    type: Literal["visitor.identify"]
+    external_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=120)] = ""
+    email: Annotated[str, Field(max_length=254)] = ""
+    hash: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    jwt: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
 WidgetFrame = Annotated[
     ConversationSync
     | MessageCreate
@@ -118,7 +142,8 @@ WidgetFrame = Annotated[
     | FeedbackCreate
     | TypingStart
     | Ping
-    | VisitorUpdate,
+    | VisitorUpdate
+    | VisitorIdentify,
     Field(discriminator="type"),
 ]
 ConsoleFrame = Annotated[
@@ -267,6 +292,19 @@ class VisitorUpdated(Frame):
     type: Literal["visitor.updated"] = "visitor.updated"
     email: str
     name: str
+
+
+class VisitorIdentified(Frame):
+    """The answer to ``visitor.identify``: the visitor this socket now speaks for.
+
+    A verified identity may be a visitor first seen on another device: store its ``token``,
+    and show its latest ``conversation`` (the history of every device).
+    """
+
+    type: Literal["visitor.identified"] = "visitor.identified"
+    visitor: VisitorOut
+    verified: bool
+    conversation: ConversationOut | None = None
 
 
 class ConversationReturned(Frame):

@@ -57,3 +57,11 @@ def presence_sweep() -> int:
     from chat.services.presence import presence_sweep as sweep
 
     return sweep()
+
+
+@shared_task(acks_late=True)
+def retention_sweep() -> int:
+    """Beat: delete or anonymise conversations past their site's retention."""
+    from chat.services.privacy import retention_sweep as sweep
+
+    return sweep()

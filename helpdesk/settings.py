@@ -177,6 +177,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "presence-sweep": {"task": "chat.tasks.presence_sweep", "schedule": 20.0},
     "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
+    # Each site's "keep conversations (days)"; hourly is plenty for a limit counted in days.
+    "retention-sweep": {"task": "chat.tasks.retention_sweep", "schedule": 3600.0},
 }
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.

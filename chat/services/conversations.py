@@ -20,11 +20,23 @@ class Conflict(Exception):
     """The change does not fit the conversation's state (e.g. someone else took it)."""
 
 
+class ConsentRequired(Exception):
+    """The site asks the visitor to agree to its consent text before a conversation starts."""
+
+
 def conversation_start(
-    *, site: Site, visitor: Visitor, page_url: str = "", team_id: int | None = None
+    *,
+    site: Site,
+    visitor: Visitor,
+    page_url: str = "",
+    team_id: int | None = None,
+    consent: bool = False,
 ) -> Conversation:
     status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
     conversation = Conversation.objects.create(
+        # What the visitor agreed to, as it read when they did.
+        consent_text=site.consent_text if consent else "",
+        consent_at=timezone.now() if consent and site.consent_text else None,
         site=site,
         visitor=visitor,
         status=status,
@@ -46,10 +58,12 @@ def visitor_message_send(
     body: str,
     client_id: str,
     team_id: int | None = None,
+    consent: bool = False,
     on_conversation: Callable[[Conversation], None] | None = None,
 ) -> Posted:
     """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
-    (for the team ``team_id`` they chose, if it is one of the site's).
+    (for the team ``team_id`` they chose, if it is one of the site's; with ``consent`` to
+    the site's consent text when it has one).
 
     ``on_conversation`` hears which conversation it is before anything is posted, so the
     sender can subscribe to it before the answers (an eager bot answers inline) go out.
@@ -67,8 +81,12 @@ def visitor_message_send(
         if conversation is None:
             conversation = visitor.conversations.open().order_by("-created_at").first()
         if conversation is None:
+            if visitor.site.consent_text and not consent:
+                raise ConsentRequired  # before the rate limit counts a conversation
             ratelimit.conversation_start_hit(visitor_id=visitor.pk)
-            conversation = conversation_start(site=visitor.site, visitor=visitor, team_id=team_id)
+            conversation = conversation_start(
+                site=visitor.site, visitor=visitor, team_id=team_id, consent=consent
+            )
         if on_conversation is not None:
             on_conversation(conversation)
         return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)

@@ -247,7 +247,7 @@
     }
     item.querySelector(".msg__author").textContent = frame.author_name || "";
     setTime(item.querySelector(".msg__time"), frame.created_at);
-    item.querySelector(".msg__body").textContent = frame.body;
+    window.HelpdeskText.setLinkedText(item.querySelector(".msg__body"), frame.body);
     setConfidence(item, frame.confidence, author);
     setSource(item, frame.source);
   }
@@ -400,7 +400,7 @@
     item.dataset.clientId = clientId;
     item.querySelector(".msg__author").textContent = state.agentName || "You";
     setTime(item.querySelector(".msg__time"), new Date().toISOString());
-    item.querySelector(".msg__body").textContent = body;
+    window.HelpdeskText.setLinkedText(item.querySelector(".msg__body"), body);
     dom.transcript.appendChild(item);
     scrollToEnd();
   }

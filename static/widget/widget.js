@@ -8,6 +8,9 @@
  *                 {source: "helpdesk-widget", type: "widget.close"}
  *                 {source: "helpdesk-widget", type: "widget.unread", count}
  *   from the page {source: "helpdesk-loader", type: "widget.opened" | "widget.closed"}
+ *                 {source: "helpdesk-loader", type: "widget.identify", identity: {id, name,
+ *                  email, hash, jwt}}   (signed by the site's backend: see visitor.identify)
+ *                 {source: "helpdesk-loader", type: "widget.logout"}
  */
 (function () {
   "use strict";
@@ -43,6 +46,8 @@
     handoff: document.getElementById("handoff"),
     offline: document.getElementById("offline"),
     offlineEmail: document.getElementById("offline-email"),
+    consent: document.getElementById("consent"),
+    consentBox: document.getElementById("consent-box"),
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
@@ -67,6 +72,10 @@
     open: !embedded, // a standalone widget is always open
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
+    identity: null, // what the embedding page says about its signed-in customer
+    identifying: false, // visitor.identify sent, no answer yet: messages wait for it
+    verified: false,
+    identityError: null,
     unread: 0,
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
@@ -84,6 +93,7 @@
       maxChars: parseInt(data.maxChars, 10) || 4000,
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
+      consent: data.consent === "1",
     };
   }
 
@@ -250,6 +260,7 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "visitor.identified": onVisitorIdentified,
     error: onError,
     pong: () => {},
   };
@@ -263,12 +274,15 @@
     if (frame.protocol_version !== config.protocolVersion) {
       console.warn(`Helpdesk widget: server speaks protocol ${frame.protocol_version}`);
     }
-    const visitor = frame.visitor || {};
+    adoptVisitor(frame.visitor || {}, frame.conversation);
+    if (state.identity) identify();
+    else state.outbox.forEach(transmit);
+  }
+
+  function adoptVisitor(visitor, conversation) {
     if (state.visitorId && state.visitorId !== visitor.id) forgetConversation();
     state.visitorId = visitor.id || null;
     if (visitor.token) save(keys.token, visitor.token);
-
-    const conversation = frame.conversation;
     if (conversation && conversation.conversation_id !== state.conversationId) {
       switchConversation(conversation.conversation_id);
     }
@@ -278,7 +292,64 @@
     } else {
       showGreeting();
     }
+    exposeState();
+  }
+
+  // --- Identity: the embedding page's signed-in customer -----------------------------------
+
+  function setIdentity(identity) {
+    const clean = cleanIdentity(identity);
+    if (!clean) return;
+    state.identity = clean;
+    state.identityError = null;
+    if (state.connected) identify();
+    else connect(); // a customer known on another device may have replies waiting
+  }
+
+  function cleanIdentity(identity) {
+    if (!identity || typeof identity !== "object") return null;
+    const pick = (key, max) => (typeof identity[key] === "string" ? identity[key].trim().slice(0, max) : "");
+    const frame = { type: "visitor.identify", name: pick("name", 120), email: pick("email", 254) };
+    const id = pick("id", 200);
+    const hash = pick("hash", 128);
+    const jwt = pick("jwt", 4096);
+    if (id) frame.external_id = id;
+    if (hash) frame.hash = hash;
+    if (jwt) frame.jwt = jwt;
+    return id || jwt ? frame : null;
+  }
+
+  function identify() {
+    if (send(state.identity)) state.identifying = true;
+  }
+
+  function identifyDone() {
+    state.identifying = false;
+    exposeState();
     state.outbox.forEach(transmit);
+  }
+
+  function onVisitorIdentified(frame) {
+    state.verified = frame.verified;
+    adoptVisitor(frame.visitor, frame.conversation);
+    identifyDone();
+  }
+
+  // The page's customer signed out: this browser forgets their token and history.
+  function logout() {
+    state.identity = null;
+    state.verified = false;
+    save(keys.token, null);
+    save(keys.seen, null);
+    const socket = state.socket;
+    state.socket = null;
+    state.connected = false;
+    if (socket) socket.close();
+    state.visitorId = null;
+    forgetConversation();
+    showGreeting();
+    exposeState();
+    if (state.open) connect();
   }
 
   function onMessageCreated(frame) {
@@ -429,6 +500,12 @@
       state.fatalMessage = frame.message; // close code 4403 follows
       return;
     }
+    if (frame.ref === "visitor.identify") {
+      state.identityError = frame.code; // refused: the visitor stays anonymous
+      showNotice(frame.message);
+      identifyDone();
+      return;
+    }
     if (frame.code === "not_found" && state.conversationId !== null) {
       forgetConversation(); // not (or no longer) ours: start over rather than loop
       showGreeting();
@@ -486,6 +563,7 @@
     els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
+    if (els.consent) els.consent.hidden = state.conversationId !== null;
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
   }
@@ -517,7 +595,9 @@
     if (message.author === "bot" || message.author === "agent") {
       bubble.appendChild(element("div", "msg__author", message.author_name || text.assistant));
     }
-    bubble.appendChild(element("div", "msg__body", message.body));
+    const body = element("div", "msg__body");
+    window.HelpdeskText.setLinkedText(body, message.body);
+    bubble.appendChild(body);
     if (message.source && message.source.title) {
       bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
     }
@@ -638,6 +718,11 @@
   function sendMessage(rawBody) {
     const body = rawBody.trim().slice(0, config.maxChars);
     if (!body || state.stopped) return false;
+    if (needsConsent()) {
+      showNotice(text.consentNeeded);
+      els.consentBox.focus();
+      return false;
+    }
     const entry = { clientId: newClientId(), body };
     state.outbox.push(entry);
     const bubble = buildMessage({ author: "visitor", body });
@@ -652,10 +737,16 @@
 
   // Also used to resend after a reconnect: the server stores each client_id once.
   function transmit(entry) {
-    if (!state.outbox.includes(entry)) return;
+    if (!state.outbox.includes(entry) || state.identifying) return;
     const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
     if (state.conversationId !== null) frame.conversation_id = state.conversationId;
+    if (els.consentBox && els.consentBox.checked) frame.consent = true;
     send(frame);
+  }
+
+  // The site's consent text must be ticked before a conversation starts.
+  function needsConsent() {
+    return config.consent && state.conversationId === null && !(els.consentBox && els.consentBox.checked);
   }
 
   function dropFromOutbox(clientId) {
@@ -762,13 +853,15 @@
   const parentHandlers = {
     "widget.opened": () => setOpen(true),
     "widget.closed": () => setOpen(false),
+    "widget.identify": (data) => setIdentity(data.identity),
+    "widget.logout": logout,
   };
 
   function onParentMessage(event) {
     if (!embedded || event.origin !== config.parentOrigin || event.source !== window.parent) return;
     const data = event.data;
     if (!data || data.source !== "helpdesk-loader") return;
-    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type]();
+    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type](data);
   }
 
   function setOpen(open) {
@@ -811,10 +904,14 @@
   function exposeState() {
     window.HelpdeskWidget.connected = state.connected;
     window.HelpdeskWidget.conversationId = state.conversationId;
+    window.HelpdeskWidget.visitorId = state.visitorId;
+    window.HelpdeskWidget.verified = state.verified;
+    window.HelpdeskWidget.identityError = state.identityError;
+    window.HelpdeskWidget.identifying = state.identifying;
   }
 
   function start() {
-    window.HelpdeskWidget = { connected: false, conversationId: null };
+    window.HelpdeskWidget = { connected: false, conversationId: null, identify: setIdentity, logout };
     applyColor();
     els.close.hidden = !embedded;
     els.close.addEventListener("click", closePanel);
