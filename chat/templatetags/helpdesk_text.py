@@ -7,6 +7,7 @@ sentence punctuation left out of the link, ``target="_blank" rel="noopener nofol
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from django import template
 from django.utils.html import escape, format_html
@@ -18,6 +19,15 @@ LINK = re.compile(r"\b(?:https?://|mailto:)[^\s<>\"]+", re.IGNORECASE)
 TRAILING = re.compile(r"[.,;:!?'\")\]}]+$")
 
 
+def _is_valid(url: str) -> bool:
+    """What the browser's ``new URL()`` accepts, roughly: a host for http(s), a mailbox."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return bool(parts.netloc) if parts.scheme.lower() in ("http", "https") else bool(parts.path)
+
+
 @register.filter(is_safe=True)
 def linkify(text: object) -> SafeString:
     source = "" if text is None else str(text)
@@ -25,8 +35,8 @@ def linkify(text: object) -> SafeString:
     last = 0
     for match in LINK.finditer(source):
         url = TRAILING.sub("", match.group(0))
-        if not url.split(":", 1)[1].strip("/"):
-            continue  # "https://" alone is no link
+        if not _is_valid(url):
+            continue
         parts.append(escape(source[last : match.start()]))
         parts.append(
             format_html('<a href="{}" target="_blank" rel="noopener nofollow">{}</a>', url, url)

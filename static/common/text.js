@@ -11,18 +11,17 @@
   const TRAILING = /[.,;:!?'")\]}]+$/; // "see https://x.test/a." ends the sentence, not the URL
   const SCHEMES = ["http:", "https:", "mailto:"];
 
-  function safeHref(url) {
+  function isSafe(url) {
     try {
-      const parsed = new URL(url);
-      return SCHEMES.includes(parsed.protocol) ? parsed.href : null;
+      return SCHEMES.includes(new URL(url).protocol);
     } catch (error) {
-      return null;
+      return false;
     }
   }
 
-  function link(url, href) {
+  function link(url) {
     const a = document.createElement("a");
-    a.href = href;
+    a.setAttribute("href", url); // as written, like the server's filter
     a.textContent = url;
     a.target = "_blank";
     a.rel = "noopener nofollow";
@@ -36,9 +35,8 @@
     let last = 0;
     for (const match of source.matchAll(LINK)) {
       const url = match[0].replace(TRAILING, "");
-      const href = safeHref(url);
-      if (!href) continue;
-      fragment.append(document.createTextNode(source.slice(last, match.index)), link(url, href));
+      if (!isSafe(url)) continue;
+      fragment.append(document.createTextNode(source.slice(last, match.index)), link(url));
       last = match.index + url.length;
     }
     fragment.append(document.createTextNode(source.slice(last)));
