@@ -58,10 +58,16 @@ def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -
     return conversation
 
 
+def conversations_for_visitor(visitor: Visitor) -> ConversationQuerySet:
+    """A visitor sees their own conversations, never anyone else's."""
+    return Conversation.objects.filter(visitor=visitor)
+
+
 def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conversation:
     conversation = (
-        Conversation.objects.select_related("site", "visitor", "assignee")
-        .filter(pk=conversation_id, visitor=visitor)
+        conversations_for_visitor(visitor)
+        .select_related("site", "visitor", "assignee")
+        .filter(pk=conversation_id)
         .first()
     )
     if conversation is None:

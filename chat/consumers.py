@@ -186,7 +186,7 @@ class WidgetConsumer(ProtocolConsumer):
             return self.close(code=CLOSE_RATE_LIMITED)
         self.site, self.visitor = site, visitor
         self.accept()
-        latest = visitor.conversations.order_by("-created_at").first()
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
             SessionReady(
                 visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
@@ -277,7 +277,7 @@ class WidgetConsumer(ProtocolConsumer):
                 self.leave(group)
             self.groups_joined.clear()
             self.visitor = visitor
-        latest = visitor.conversations.order_by("-created_at").first()
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
             VisitorIdentified(
                 visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),

@@ -139,10 +139,12 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
         "conversation": conversation,
         "transcript": list(messages),
         "agent": access.agent_of(request.user),
+        # Only past conversations this person may see: another team's work stays hidden.
         "past": list(
-            conversation.visitor.conversations.exclude(pk=conversation.pk).order_by("-created_at")[
-                :10
-            ]
+            access.conversations_for_user(request.user)
+            .filter(visitor_id=conversation.visitor_id)
+            .exclude(pk=conversation.pk)
+            .order_by("-created_at")[:10]
         ),
     }
 
