@@ -46,6 +46,29 @@ def conversations_for_user(user: User | AnonymousUser) -> ConversationQuerySet:
     )
 
 
+def may_supervise(user: User | AnonymousUser) -> bool:
+    """Staff, and agents with the supervisor flag, may open the supervisor view."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    agent = agent_of(user)
+    return bool(agent and agent.is_supervisor)
+
+
+def conversations_to_supervise(user: User | AnonymousUser) -> ConversationQuerySet:
+    """What the supervisor view counts: a supervising agent sees every team of their sites;
+    anyone else what they may see anyway."""
+    if not user.is_authenticated:
+        return Conversation.objects.none()
+    if user.is_superuser:
+        return Conversation.objects.all()
+    agent = agent_of(user)
+    if agent is not None and agent.is_supervisor:
+        return Conversation.objects.filter(site__in=sites_for_user(user))
+    return conversations_for_user(user)
+
+
 def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:
     conversation = (
         conversations_for_user(user)

@@ -28,8 +28,10 @@ from chat.models import (
     Agent,
     Article,
     AuditLog,
+    CannedReply,
     Conversation,
     FaqEntry,
+    Label,
     Message,
     Site,
     Team,
@@ -111,7 +113,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "user", "team_names", "status", "capacity"]
+    list_display = ["display_name", "user", "team_names", "status", "capacity", "is_supervisor"]
     list_filter = ["teams__site", "teams"]
     search_fields = ["display_name", "user__username", "user__email"]
     filter_horizontal = ["teams"]
@@ -270,6 +272,22 @@ class ArticleAdmin(ReindexOnChange):
         )
 
 
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ["name", "site", "color"]
+    list_filter = ["site"]
+    search_fields = ["name"]
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    """Variables in the text: {name}, {email}, {agent}, {site} (or {{ customer.name }} …)."""
+
+    list_display = ["__str__", "title", "site"]
+    list_filter = ["site"]
+    search_fields = ["shortcut", "title", "body"]
+
+
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
     list_display = [
@@ -368,7 +386,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "handoff_reason",
         "created_at",
     ]
-    list_filter = ["status", "site", "team", "handoff_reason"]
+    list_filter = ["status", "site", "team", "labels", "handoff_reason"]
     search_fields = ["id", "visitor__name", "visitor__email", "messages__body"]
     list_select_related = ["visitor", "site", "assignee", "team"]
     readonly_fields = [
@@ -385,6 +403,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "assigned_at",
         "closed_at",
     ]
+    filter_horizontal = ["labels"]
     inlines = [MessageInline]
     date_hierarchy = "created_at"
 

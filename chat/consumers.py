@@ -30,6 +30,7 @@ from chat.protocol import (
     HandoffRequest,
     MessageAck,
     MessageCreate,
+    NoteCreate,
     Ping,
     Pong,
     ProtocolError,
@@ -50,6 +51,7 @@ from chat.realtime import agent_group, agents_group, send_now, site_agents_group
 from chat.services import conversations, identity, presence
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
+from chat.services.notes import note_add, note_frame, notes_from
 from chat.services.queue import queue_place
 from chat.services.visitors import (
     BadToken,
@@ -135,7 +137,7 @@ class ProtocolConsumer(WebsocketConsumer):
         conversation.refresh_from_db(fields=["last_seq"])
         self.send_frame(SyncDone(conversation_id=conversation.pk, last_seq=conversation.last_seq))
 
-    def check_body(self, frame: MessageCreate) -> str:
+    def check_body(self, frame: MessageCreate | NoteCreate) -> str:
         body = frame.body.strip()
         if not body:
             raise ProtocolError(
@@ -318,6 +320,7 @@ class ConsoleConsumer(ProtocolConsumer):
         self.handlers = {
             ConversationSync: self.conversation_sync,
             MessageCreate: self.message_create,
+            NoteCreate: self.note_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
         }
@@ -356,6 +359,8 @@ class ConsoleConsumer(ProtocolConsumer):
         conversation = self.conversation(frame.conversation_id)
         self.join(agents_group(conversation.pk))
         self.send_frame(conversation_frame(conversation))
+        for note in notes_from(conversation, frame.after_seq):
+            self.send_frame(note_frame(note))
         self.sync_history(conversation, frame.after_seq)
 
     def message_create(self, frame: MessageCreate) -> None:
@@ -375,6 +380,17 @@ class ConsoleConsumer(ProtocolConsumer):
                 client_id=frame.client_id, conversation_id=conversation.pk, seq=posted.message.seq
             )
         )
+
+    def note_create(self, frame: NoteCreate) -> None:
+        body = self.check_body(frame)
+        conversation = self.conversation(frame.conversation_id)
+        added = note_add(
+            conversation=conversation, agent=self.agent, body=body, client_id=frame.client_id
+        )
+        # Consoles showing the conversation hear the broadcast (after commit); a sender not
+        # among them, or resending, still hears its note back.
+        if not added.created or agents_group(conversation.pk) not in self.groups_joined:
+            self.send_frame(note_frame(added.note))
 
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -203,6 +203,9 @@ class Agent(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # Fairness: of two equally free agents, the one who waited longest gets the next chat.
     last_assigned_at = models.DateTimeField(null=True, blank=True)
+    is_supervisor = models.BooleanField(
+        _("supervisor"), default=False, help_text=_("May open the console's supervisor view.")
+    )
 
     objects = AgentQuerySet.as_manager()
 
@@ -263,6 +266,21 @@ class Visitor(models.Model):
         return self.name or f"Visitor {str(self.public_id)[:8]}"
 
 
+class Label(models.Model):
+    """A tag agents put on conversations, managed per site in the admin."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(_("name"), max_length=40)
+    color = models.CharField(_("colour"), max_length=7, default="#64748b")
+
+    class Meta:
+        ordering = ["site", "name"]
+        constraints = [models.UniqueConstraint(fields=["site", "name"], name="label_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def waiting(self) -> ConversationQuerySet:
         """The queue in the order routing serves it: highest priority, then longest wait."""
@@ -308,6 +326,7 @@ class Conversation(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    labels = models.ManyToManyField(Label, related_name="conversations", blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -365,6 +384,79 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.author}: {self.body[:40]}"
+
+
+class Note(models.Model):
+    """An agent's internal note on a conversation. Agents only: never a ``Message``, so no
+    path that serves customers (sync, history, bot, transcripts) can ever carry one."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
+    body = models.TextField()
+    # The writer's own id for the note, so a resend after a lost ack stores nothing new.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # Shown after the message with this seq (the conversation's last one when written).
+    after_seq = models.PositiveIntegerField(default=0)
+    # Transfers: {"event": "transfer", "to": "..."}.
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "after_seq", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="note_unique_client_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id} note: {self.body[:40]}"
+
+
+class ConversationView(models.Model):
+    """How far an agent has read a conversation: visitor messages after ``seen_seq`` are
+    unread for them."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="views")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="views")
+    seen_seq = models.PositiveIntegerField(default=0)
+    seen_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "conversation"], name="view_unique_agent")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} saw {self.conversation_id}#{self.seen_seq}"
+
+
+class CannedReply(models.Model):
+    """A prepared answer an agent inserts by typing ``/shortcut`` in the reply box.
+
+    The text may use ``{name}``, ``{email}``, ``{agent}``, ``{site}`` or the longer
+    ``{{ customer.name }}``, ``{{ customer.email }}``, ``{{ agent.name }}``, ``{{ site.name }}``.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="canned_replies")
+    shortcut = models.SlugField(
+        _("shortcut"), max_length=40, help_text=_("Typed after a slash, e.g. refund for /refund.")
+    )
+    title = models.CharField(_("title"), max_length=120, blank=True)
+    body = models.TextField(_("text"))
+
+    class Meta:
+        ordering = ["site", "shortcut"]
+        verbose_name = _("canned reply")
+        verbose_name_plural = _("canned replies")
+        constraints = [
+            models.UniqueConstraint(fields=["site", "shortcut"], name="canned_unique_shortcut")
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"
 
 
 class KnowledgeItem(models.Model):

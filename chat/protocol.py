@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
-# 5: identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
+# 5: console: ``note.create`` → ``note.created`` (internal notes, agents only),
+#    ``conversation.transferred`` and ``inbox.changed``.
+#    identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
 #    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
 #    ``message.create`` gains ``consent``, error ``consent_required``.
 PROTOCOL_VERSION = 4
@@ -146,8 +148,20 @@ WidgetFrame = Annotated[
     | VisitorIdentify,
     Field(discriminator="type"),
 ]
+
+
+class NoteCreate(ClientFrame):
+    """Console only: an internal note on the conversation, for agents' eyes only."""
+
+    type: Literal["note.create"]
+    conversation_id: ConversationId
+    client_id: ClientId
+    body: str
+
+
 ConsoleFrame = Annotated[
-    ConversationSync | MessageCreate | TypingStart | Ping, Field(discriminator="type")
+    ConversationSync | MessageCreate | NoteCreate | TypingStart | Ping,
+    Field(discriminator="type"),
 ]
 
 WIDGET_FRAMES: TypeAdapter[Any] = TypeAdapter(WidgetFrame)
@@ -324,6 +338,38 @@ class AgentUpdated(Frame):
     status: Literal["online", "away", "offline"]
     capacity: int
     assigned: int
+
+
+class NoteOut(Frame):
+    """Console only: an internal note, shown after the message ``after_seq``."""
+
+    type: Literal["note.created"] = "note.created"
+    conversation_id: int
+    note_id: int
+    after_seq: int
+    author_name: str
+    body: str
+    client_id: str | None = None
+    created_at: str
+
+
+class ConversationTransferred(Frame):
+    """Console, to the agent (or the team's agents) a conversation was transferred to."""
+
+    type: Literal["conversation.transferred"] = "conversation.transferred"
+    conversation_id: int
+    from_name: str
+    to_name: str
+    note: str
+    message: str
+
+
+class InboxChanged(Frame):
+    """Console, to one agent: their "mine" list changed (a new customer message, a
+    conversation transferred in or out, read, closed or reopened)."""
+
+    type: Literal["inbox.changed"] = "inbox.changed"
+    conversation_id: int
 
 
 class Pong(Frame):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from csp.constants import SELF
@@ -10,19 +11,22 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
 from chat import access, ratelimit
 from chat.forms import ReviewEntryForm
-from chat.models import Agent, Conversation, Message, Site, normalise_origin
+from chat.models import Agent, Conversation, Label, Message, Note, Site, normalise_origin
 from chat.protocol import PROTOCOL_VERSION
-from chat.services import conversations, presence, review
+from chat.services import canned, conversations, inbox, labels, presence, review, transfer
+from chat.services import lists as console_lists
+from chat.useragent import browser_summary
 
 DEMO_SITE_KEY = "acme-demo"
 
@@ -86,30 +90,23 @@ def console_required(view):  # type: ignore[no-untyped-def]
 
 
 def _queue_context(request: HttpRequest) -> dict[str, object]:
-    first_message = (
-        Message.objects.filter(conversation=OuterRef("pk"), author=Message.Author.VISITOR)
-        .order_by("seq")
-        .values("body")[:1]
-    )
-    visible = access.conversations_for_user(request.user)
-    agent = access.agent_of(request.user)
-    mine = (
-        visible.filter(assignee=agent, status=Conversation.Status.ASSIGNED)
-        if agent
-        else visible.none()
-    )
-
-    def rows(conversations: QuerySet[Conversation]) -> list[Conversation]:
-        preview = conversations.select_related("visitor", "site", "assignee", "team").annotate(
-            first_message=Subquery(first_message)
-        )
-        return list(preview[:200])
-
+    label_id = _int_or_none(request.GET.get("label"))
+    lists = console_lists.queue_lists(user=request.user, label_id=label_id)
     return {
-        "waiting": rows(visible.waiting()),
-        "mine": rows(mine.order_by("-assigned_at")),
-        "agent": agent,
+        "waiting": lists.waiting,
+        "mine": lists.mine,
+        "mine_unread": lists.mine_unread,
+        "labels": lists.labels,
+        "label": lists.label,
+        "agent": access.agent_of(request.user),
     }
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 @require_GET
@@ -135,18 +132,31 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
     messages = (
         Message.objects.filter(conversation=conversation).select_related("agent").order_by("seq")
     )
+    agent = access.agent_of(request.user)
+    agents, teams = transfer.transfer_targets(conversation=conversation, by=agent)
     return {
         "conversation": conversation,
-        "transcript": list(messages),
-        "agent": access.agent_of(request.user),
-        # Only past conversations this person may see: another team's work stays hidden.
-        "past": list(
-            access.conversations_for_user(request.user)
-            .filter(visitor_id=conversation.visitor_id)
-            .exclude(pk=conversation.pk)
-            .order_by("-created_at")[:10]
-        ),
+        "transcript": _with_notes(list(messages), list(conversation.notes.select_related("agent"))),
+        "agent": agent,
+        "past": console_lists.past_conversations(user=request.user, conversation=conversation),
+        "browser": browser_summary(conversation.visitor.user_agent),
+        "canned": canned.canned_for(conversation=conversation, agent=agent),
+        "labels": list(conversation.labels.order_by("name")),
+        "site_labels": list(Label.objects.filter(site_id=conversation.site_id).order_by("name")),
+        "transfer_agents": agents,
+        "transfer_teams": teams,
     }
+
+
+def _with_notes(messages: list[Message], notes: list[Note]) -> list[Message | Note]:
+    """Messages in seq order, each note right after the message it was written after."""
+    merged: list[Message | Note] = []
+    pending = sorted(notes, key=lambda n: (n.after_seq, n.created_at, n.pk))
+    for message in messages:
+        while pending and pending[0].after_seq < message.seq:
+            merged.append(pending.pop(0))
+        merged.append(message)
+    return merged + pending
 
 
 @require_GET
@@ -154,25 +164,144 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
 def console_conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
     template = "console/conversation.html"
-    if request.htmx.target == "conv-header":  # type: ignore[attr-defined]
-        template += "#header"  # the live header refresh needs only the header partial
+    target = request.htmx.target  # type: ignore[attr-defined]
+    if target in ("conv-header", "conv-labels", "conv-transfer"):
+        template += "#" + target.removeprefix("conv-")  # a live refresh needs only the partial
+    else:
+        _mark_seen(request, conversation)
     return render(request, template, _conversation_context(request, conversation))
+
+
+def _mark_seen(request: HttpRequest, conversation: Conversation) -> None:
+    agent = access.agent_of(request.user)
+    if agent is not None:
+        inbox.conversation_seen(conversation=conversation, agent=agent)
+
+
+@require_POST
+@console_required
+def console_seen(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """The open conversation's page saw new customer messages (it posts this when visible)."""
+    conversation = _conversation_or_404(request, conversation_id)
+    _mark_seen(request, conversation)
+    return HttpResponse(status=204)
+
+
+@require_POST
+@console_required
+def console_reopen(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _agent_action(
+        request,
+        conversation_id,
+        conversations.conversation_reopen,
+        _("Only agents can reopen conversations."),
+    )
+
+
+def _agent_action(
+    request: HttpRequest,
+    conversation_id: int,
+    action: Callable[..., None],
+    refusal: str,
+) -> HttpResponse:
+    """Run ``action(conversation=..., agent=...)`` for the agent; answer the header."""
+    conversation = _conversation_or_404(request, conversation_id)
+    agent = access.agent_of(request.user)
+    error = refusal if agent is None else ""
+    if agent is not None:
+        try:
+            action(conversation=conversation, agent=agent)
+        except conversations.Conflict as conflict:
+            error = str(conflict)
+    return _conversation_header(request, conversation, error)
+
+
+@require_POST
+@console_required
+def console_transfer(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Transfer to ``agent`` or ``team`` (ids) with an optional ``note``."""
+    conversation = _conversation_or_404(request, conversation_id)
+    agent = access.agent_of(request.user)
+    agents, teams = transfer.transfer_targets(conversation=conversation, by=agent)
+    target = request.POST.get("target", "")
+    kind, _sep, raw_id = target.partition(":")
+    target_id = _int_or_none(raw_id)
+    to_agent = next((a for a in agents if kind == "agent" and a.pk == target_id), None)
+    to_team = next((t for t in teams if kind == "team" and t.pk == target_id), None)
+    error = ""
+    if to_agent is None and to_team is None:
+        error = _("Choose an agent or a team to transfer to.")
+    else:
+        try:
+            transfer.conversation_transfer(
+                conversation=conversation,
+                by=agent,
+                to_agent=to_agent,
+                to_team=to_team,
+                note=request.POST.get("note", "")[: settings.HELPDESK_MAX_MESSAGE_CHARS],
+            )
+        except conversations.Conflict as conflict:
+            error = str(conflict)
+    if error:
+        return _conversation_header(request, conversation, error)
+    response = HttpResponse(status=204)
+    # Transferred away: the conversation may no longer be visible to us; go back to the list.
+    response["HX-Redirect"] = reverse("console:home")
+    return response
+
+
+@require_POST
+@console_required
+def console_label(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Add (``action=add``) or remove a label of the conversation's site."""
+    conversation = _conversation_or_404(request, conversation_id)
+    label_id = _int_or_none(request.POST.get("label"))
+    label = Label.objects.filter(pk=label_id or 0, site_id=conversation.site_id).first()
+    if label is None:
+        return HttpResponse(_("No such label on this site."), status=400)
+    if request.POST.get("action") == "remove":
+        labels.conversation_label_remove(conversation=conversation, label=label)
+    else:
+        labels.conversation_label_add(conversation=conversation, label=label)
+    return render(
+        request, "console/conversation.html#labels", _conversation_context(request, conversation)
+    )
+
+
+@require_GET
+@console_required
+def console_search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")[:200]
+    results = console_lists.conversation_search(user=request.user, query=query)
+    template = "console/search.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        template += "#results"
+    context = {"q": query, "results": results, "agent": access.agent_of(request.user)}
+    return render(request, template, context)
+
+
+@require_GET
+@console_required
+def console_supervisor(request: HttpRequest) -> HttpResponse:
+    if not access.may_supervise(request.user):
+        raise PermissionDenied
+    counts = console_lists.supervisor_counts(user=request.user)
+    template = "console/supervisor.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        template += "#counts"
+    context = {"counts": counts, "agent": access.agent_of(request.user)}
+    return render(request, template, context)
 
 
 @require_POST
 @console_required
 def console_take(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = _conversation_or_404(request, conversation_id)
-    agent = access.agent_of(request.user)
-    error = ""
-    if agent is None:
-        error = "Only agents can take conversations."
-    else:
-        try:
-            conversations.conversation_take(conversation=conversation, agent=agent)
-        except conversations.Conflict as conflict:
-            error = str(conflict)
-    return _conversation_header(request, conversation, error)
+    return _agent_action(
+        request,
+        conversation_id,
+        conversations.conversation_take,
+        _("Only agents can take conversations."),
+    )
 
 
 @require_POST

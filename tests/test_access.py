@@ -122,3 +122,55 @@ async def test_it_never_lets_an_agent_subscribe_to_another_teams_conversation(co
     count = await database_sync_to_async(lambda: hidden.messages.count())()
     assert count == 0
     await console.close()
+
+
+@pytest.mark.parametrize(
+    ("persona", "counted"),
+    [
+        ("alice", {"shared", "support_only"}),
+        ("bob", {"shared"}),
+        ("bob_supervisor", {"shared", "support_only"}),  # every team of his sites
+        ("charlie_supervisor", {"other_site"}),  # never another company's
+        ("admin", {"shared", "support_only", "other_site"}),
+    ],
+)
+def test_it_lets_supervisors_count_their_sites_whole_work(
+    conversations, alice, bob, charlie, admin, persona, counted
+):
+    from chat.models import Agent
+
+    if persona.endswith("_supervisor"):
+        Agent.objects.filter(display_name=persona.split("_")[0].title()).update(is_supervisor=True)
+    user = {
+        "alice": alice.user,
+        "bob": bob.user,
+        "bob_supervisor": bob.user,
+        "charlie_supervisor": charlie.user,
+        "admin": admin,
+    }[persona]
+    queryset = access.conversations_to_supervise(user)
+    assert {name for name, c in conversations.items() if c in queryset} == counted
+    assert access.may_supervise(user) == (persona.endswith("_supervisor") or persona == "admin")
+
+
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        ("get", "conversation"),
+        ("post", "take"),
+        ("post", "close"),
+        ("post", "reopen"),
+        ("post", "transfer"),
+        ("post", "labels"),
+        ("post", "seen"),
+    ],
+)
+def test_every_conversation_endpoint_hides_other_teams_work(
+    client, conversations, bob, method, name
+):
+    client.force_login(bob.user)
+    hidden = conversations["support_only"]
+    url = f"/console/c/{hidden.pk}/" + ("" if name == "conversation" else f"{name}/")
+    assert getattr(client, method)(url).status_code == 404
+    hidden.refresh_from_db()
+    assert hidden.status == "waiting" and hidden.assignee is None

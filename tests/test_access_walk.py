@@ -16,7 +16,7 @@ from django.test import Client as DjangoClient
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat import protocol
-from chat.models import BotDecision, Conversation, Site, Visitor
+from chat.models import BotDecision, Conversation, Label, Site, Visitor
 from chat.services.messages import message_post
 from tests.conftest import Client, console_connect, console_for, widget_for
 
@@ -37,6 +37,7 @@ class World:
     other_site: Conversation  # a Globex customer's
     decision: BotDecision  # an Acme question waiting for review
     customer: Visitor  # Ann, as the privacy API names her
+    label: Label  # one of Acme's labels
 
 
 @dataclass
@@ -76,7 +77,25 @@ ROUTES = [
         headers={"HX-Request": "true", "HX-Target": "conv-header"},
         label="console:conversation#header",
     ),
+    Route("console:search", CONSOLE, data=lambda w: {"q": "Ben"}, headers={"HX-Request": "true"}),
+    # Staff and supervising agents; the fixtures' agents are neither.
+    Route("console:supervisor", CONSOLE | {"alice": 403, "bob": 403, "charlie": 403}),
     Route("console:take", SUPPORT_ONLY, method="POST", args=conversation_arg),
+    Route("console:reopen", SUPPORT_ONLY, method="POST", args=conversation_arg),
+    Route("console:transfer", SUPPORT_ONLY, method="POST", args=conversation_arg),
+    Route(
+        "console:label",
+        SUPPORT_ONLY,
+        method="POST",
+        args=conversation_arg,
+        data=lambda w: {"label": w.label.pk, "action": "add"},
+    ),
+    Route(
+        "console:seen",
+        SUPPORT_ONLY | {"alice": 204, "admin": 204},
+        method="POST",
+        args=conversation_arg,
+    ),
     Route("console:close", SUPPORT_ONLY, method="POST", args=conversation_arg),
     Route("console:review", CONSOLE),
     Route(
@@ -144,7 +163,8 @@ def world(site, other_site, support, visitor_a, visitor_b) -> World:
         outcome="handoff",
         reason="low_confidence",
     )
-    return World(site, shared, support_only, other, decision, visitor_a)
+    label = Label.objects.create(site=site, name="refund")
+    return World(site, shared, support_only, other, decision, visitor_a, label)
 
 
 @pytest.fixture
@@ -215,7 +235,7 @@ def widget_frame(kind: str, conversation_id: int) -> dict[str, Any] | None:
     }[kind]
 
 
-CONSOLE_FRAMES = {"conversation.sync", "message.create", "typing.start", "ping"}
+CONSOLE_FRAMES = {"conversation.sync", "message.create", "note.create", "typing.start", "ping"}
 
 
 def test_it_has_an_entry_for_every_socket_frame():
@@ -274,7 +294,7 @@ async def test_it_lets_only_the_right_agents_reach_a_conversation_over_the_conso
         client = await console_for(user)
         for kind in sorted(CONSOLE_FRAMES - {"ping"}):
             fields = {"conversation_id": world.support_only.pk}
-            if kind == "message.create":
+            if kind in {"message.create", "note.create"}:
                 fields |= {"client_id": f"{persona}-1", "body": "hello"}
             frames = await answers(client, kind, fields)
             allowed = SUPPORT_ONLY[persona] == 200

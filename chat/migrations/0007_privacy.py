@@ -16,7 +16,7 @@ def give_each_site_its_own_secret(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0004_routing_and_presence"),
+        ("chat", "0003_console_work"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -12,6 +12,7 @@ from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services.frames import conversation_frame
+from chat.services.inbox import inbox_notify
 from chat.services.messages import Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
@@ -103,6 +104,8 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
             body=body,
             client_id=client_id,
         )
+        if posted.created and conversation.assignee_id is not None:
+            inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         if posted.created and conversation.is_with_bot:
             from chat.tasks import bot_answer
 
@@ -181,6 +184,7 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
             meta={"event": "assigned", "agent_id": agent.pk},
         )
         assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
         _announce(conversation)
         _announce_queue(conversation.site_id)
 
@@ -203,8 +207,35 @@ def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
             body=body,
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
         _announce_queue(conversation.site_id)
+
+
+def conversation_reopen(*, conversation: Conversation, agent: Agent) -> None:
+    """An agent reopens a closed conversation; it becomes theirs."""
+    with transaction.atomic():
+        locked = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk, status=Conversation.Status.CLOSED)
+            .first()
+        )
+        if locked is None:
+            conversation.refresh_from_db()
+            raise Conflict(_("This conversation is already open."))
+        _reopen(conversation, assignee=agent)
+        Conversation.objects.filter(pk=conversation.pk).update(assigned_at=timezone.now())
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("%(name)s reopened the conversation.") % {"name": agent.display_name}
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "reopened", "agent_id": agent.pk},
+        )
+        assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
 
 
 def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> Message:

@@ -26,6 +26,14 @@
     agentName: "",
     // client_id → body of replies the server has not acknowledged yet; resent on reconnect.
     outbox: new Map(),
+    // The same for internal notes (acknowledged by their own note.created).
+    noteOutbox: new Map(),
+    seenTimer: 0,
+    canned: [],
+    cannedMatches: [],
+    cannedIndex: 0,
+    selectedRow: -1,
+    pendingG: false,
     typingSentAt: 0,
     typingTimer: 0,
     toastTimer: 0,
@@ -45,6 +53,9 @@
     "sync.done": onSyncDone,
     "conversation.updated": onConversationUpdated,
     "typing.started": onTypingStarted,
+    "note.created": onNoteCreated,
+    "conversation.transferred": onConversationTransferred,
+    "inbox.changed": refreshQueue,
     "error": onErrorFrame,
     "pong": function () {},
   };
@@ -144,6 +155,14 @@
     if (document.getElementById("queue")) {
       htmx.trigger("#queue", "refresh");
     }
+    if (document.getElementById("supervisor")) {
+      htmx.trigger("#supervisor", "refresh");
+    }
+  }
+
+  function onConversationTransferred(frame) {
+    showToast(frame.message);
+    refreshQueue();
   }
 
   // --- Presence: the status control in the top bar ---------------------------------------
@@ -232,6 +251,7 @@
     placeBySeq(item);
     if (frame.author === "visitor") {
       hideTyping();
+      scheduleSeen();
     }
     if (atEnd || frame.author === "agent") {
       scrollToEnd();
@@ -289,11 +309,19 @@
     });
   }
 
-  // Messages with a seq are kept in seq order; pending replies (no seq yet) stay last.
+  // Messages with a seq are kept in seq order, each note right after the message it was
+  // written after (its after_seq); pending replies and notes (not stored yet) stay last.
   function placeBySeq(item) {
-    const seq = Number(item.dataset.seq);
+    const isNote = item.dataset.afterSeq !== undefined && item.dataset.noteId !== undefined;
+    const seq = Number(isNote ? item.dataset.afterSeq : item.dataset.seq);
     const before = Array.prototype.find.call(dom.transcript.children, function (other) {
-      return other !== item && (!other.dataset.seq || Number(other.dataset.seq) > seq);
+      if (other === item) {
+        return false;
+      }
+      if (other.dataset.noteId !== undefined) {
+        return !isNote && Number(other.dataset.afterSeq) >= seq;
+      }
+      return !other.dataset.seq || Number(other.dataset.seq) > seq;
     });
     if (before) {
       if (item.nextElementSibling !== before) {
@@ -311,6 +339,65 @@
 
   function scrollToEnd() {
     dom.transcript.scrollTop = dom.transcript.scrollHeight;
+  }
+
+  // --- Conversation: internal notes (agents only) ----------------------------------------
+
+  function findNote(noteId) {
+    return dom.transcript.querySelector('.msg--note[data-note-id="' + Number(noteId) + '"]');
+  }
+
+  function newNoteItem() {
+    return dom.noteTemplate.content.firstElementChild.cloneNode(true);
+  }
+
+  function onNoteCreated(frame) {
+    if (frame.conversation_id !== openConversationId()) {
+      return;
+    }
+    if (frame.client_id) {
+      state.noteOutbox.delete(frame.client_id);
+    }
+    const atEnd = isScrolledToEnd();
+    const item = findNote(frame.note_id) || findByClientId(frame.client_id) || newNoteItem();
+    item.className = "msg msg--note";
+    item.dataset.noteId = String(frame.note_id);
+    item.dataset.afterSeq = String(frame.after_seq);
+    if (frame.client_id) {
+      item.dataset.clientId = frame.client_id;
+    }
+    item.querySelector(".msg__author").textContent = frame.author_name || "";
+    setTime(item.querySelector(".msg__time"), frame.created_at);
+    item.querySelector(".msg__body").textContent = frame.body;
+    placeBySeq(item);
+    if (atEnd) {
+      scrollToEnd();
+    }
+  }
+
+  // Customer messages that arrive while the page is in front count as read.
+  function scheduleSeen() {
+    clearTimeout(state.seenTimer);
+    state.seenTimer = setTimeout(function () {
+      if (document.visibilityState === "visible") {
+        postSeen();
+      }
+    }, 500);
+  }
+
+  function postSeen() {
+    const url = dom.transcript && dom.transcript.dataset.seenUrl;
+    if (url) {
+      fetch(url, { method: "POST", headers: csrfHeaders(), credentials: "same-origin" });
+    }
+  }
+
+  function csrfHeaders() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+    } catch (error) {
+      return {};
+    }
   }
 
   function onSyncDone(frame) {
@@ -372,16 +459,45 @@
     }).join("");
   }
 
+  function composerMode() {
+    const checked = dom.form.querySelector('input[name="mode"]:checked');
+    return checked ? checked.value : "reply";
+  }
+
+  function setComposerMode(mode) {
+    const radio = dom.form.querySelector('input[name="mode"][value="' + mode + '"]');
+    if (radio) {
+      radio.checked = true;
+    }
+    dom.form.dataset.mode = mode;
+  }
+
   function submitReply() {
     const body = dom.body.value.trim();
     if (!body) {
       return;
     }
+    hideCanned();
     const clientId = newClientId();
+    if (composerMode() === "note") {
+      state.noteOutbox.set(clientId, body);
+      addPendingNote(clientId, body);
+      dom.body.value = "";
+      sendNote(clientId, body);
+      return;
+    }
     state.outbox.set(clientId, body);
     addPendingMessage(clientId, body);
     dom.body.value = "";
     sendReply(clientId, body);
+  }
+
+  function sendNote(clientId, body) {
+    send({ type: "note.create", conversation_id: openConversationId(), client_id: clientId, body: body });
+  }
+
+  function addPendingNote(clientId, body) {
+    addPending(newNoteItem(), "msg msg--note msg--pending", clientId, body);
   }
 
   function sendReply(clientId, body) {
@@ -392,11 +508,17 @@
     state.outbox.forEach(function (body, clientId) {
       sendReply(clientId, body);
     });
+    state.noteOutbox.forEach(function (body, clientId) {
+      sendNote(clientId, body);
+    });
   }
 
   function addPendingMessage(clientId, body) {
-    const item = newMessageItem();
-    item.className = "msg msg--agent msg--pending";
+    addPending(newMessageItem(), "msg msg--agent msg--pending", clientId, body);
+  }
+
+  function addPending(item, className, clientId, body) {
+    item.className = className;
     item.dataset.clientId = clientId;
     item.querySelector(".msg__author").textContent = state.agentName || "You";
     setTime(item.querySelector(".msg__time"), new Date().toISOString());
@@ -427,8 +549,9 @@
   // A refused reply is taken out of the transcript and put back in the composer, so the
   // agent loses nothing and it is never resent behind their back.
   function dropRefusedReply(clientId) {
-    const body = state.outbox.get(clientId);
+    const body = state.outbox.get(clientId) || state.noteOutbox.get(clientId);
     state.outbox.delete(clientId);
+    state.noteOutbox.delete(clientId);
     const pending = findByClientId(clientId);
     if (pending && pending.classList.contains("msg--pending")) {
       pending.remove();
@@ -439,13 +562,123 @@
   }
 
   function onReplyKeydown(event) {
+    if (!dom.canned.hidden && cannedKeydown(event)) {
+      return;
+    }
+    if (event.key === "Escape") {
+      dom.body.blur();
+      return;
+    }
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submitReply();
     }
   }
 
+  // --- Composer: canned replies, typed as /shortcut ---------------------------------------
+
+  function loadCanned() {
+    const data = document.getElementById("canned-replies");
+    try {
+      state.canned = data ? JSON.parse(data.textContent) || [] : [];
+    } catch (error) {
+      state.canned = [];
+    }
+  }
+
+  // The "/word" just before the caret, at the start of the box or after a space.
+  function slashWord() {
+    const upto = dom.body.value.slice(0, dom.body.selectionStart);
+    const match = /(^|\s)\/([\w-]*)$/.exec(upto);
+    return match ? { start: upto.length - match[2].length - 1, word: match[2].toLowerCase() } : null;
+  }
+
+  function updateCanned() {
+    const typed = state.canned.length ? slashWord() : null;
+    if (!typed) {
+      hideCanned();
+      return;
+    }
+    state.cannedMatches = state.canned.filter(function (reply) {
+      return reply.shortcut.toLowerCase().indexOf(typed.word) === 0;
+    });
+    if (!state.cannedMatches.length) {
+      hideCanned();
+      return;
+    }
+    state.cannedIndex = Math.min(state.cannedIndex, state.cannedMatches.length - 1);
+    renderCanned();
+  }
+
+  function renderCanned() {
+    dom.canned.textContent = "";
+    state.cannedMatches.forEach(function (reply, index) {
+      const option = document.createElement("li");
+      option.className = "canned__item";
+      option.setAttribute("role", "option");
+      option.dataset.shortcut = reply.shortcut;
+      option.setAttribute("aria-selected", index === state.cannedIndex ? "true" : "false");
+      const name = document.createElement("strong");
+      name.textContent = "/" + reply.shortcut;
+      const text = document.createElement("span");
+      text.textContent = " " + (reply.title || reply.body).slice(0, 80);
+      option.appendChild(name);
+      option.appendChild(text);
+      option.addEventListener("mousedown", function (event) {
+        event.preventDefault(); // keep the focus (and the caret) in the reply box
+        insertCanned(reply);
+      });
+      dom.canned.appendChild(option);
+    });
+    dom.canned.hidden = false;
+  }
+
+  function hideCanned() {
+    if (dom.canned) {
+      dom.canned.hidden = true;
+      state.cannedMatches = [];
+      state.cannedIndex = 0;
+    }
+  }
+
+  function cannedKeydown(event) {
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      const count = state.cannedMatches.length;
+      state.cannedIndex = (state.cannedIndex + step + count) % count;
+      renderCanned();
+    } else if (event.key === "Tab" || (event.key === "Enter" && !event.shiftKey && !event.ctrlKey)) {
+      insertCanned(state.cannedMatches[state.cannedIndex]);
+    } else if (event.key === "Escape") {
+      hideCanned();
+    } else {
+      return false;
+    }
+    event.preventDefault();
+    return true;
+  }
+
+  // Replace the typed "/shortcut" with the reply's text (variables filled by the server).
+  function insertCanned(reply) {
+    const typed = slashWord();
+    if (!reply || !typed) {
+      hideCanned();
+      return;
+    }
+    const value = dom.body.value;
+    const caret = dom.body.selectionStart;
+    dom.body.value = value.slice(0, typed.start) + reply.body + value.slice(caret);
+    const end = typed.start + reply.body.length;
+    dom.body.setSelectionRange(end, end);
+    hideCanned();
+    dom.body.focus();
+  }
+
   function onReplyInput() {
+    updateCanned();
+    if (composerMode() === "note") {
+      return; // the customer is not told an agent is typing a note
+    }
     const now = Date.now();
     if (!dom.body.value.trim() || now - state.typingSentAt < TYPING_SEND_EVERY_MS) {
       return;
@@ -470,7 +703,7 @@
   // order, so it is the oldest reply still waiting for its ack.
   function refusedClientId(frame) {
     if (frame.ref) {
-      return state.outbox.has(frame.ref) ? frame.ref : "";
+      return state.outbox.has(frame.ref) || state.noteOutbox.has(frame.ref) ? frame.ref : "";
     }
     if (frame.code === "conflict" && state.outbox.size > 0) {
       return state.outbox.keys().next().value;
@@ -503,6 +736,110 @@
     }
   }
 
+  // --- Keyboard shortcuts (listed on "?") ------------------------------------------------
+
+  function isTyping(target) {
+    const tag = target && target.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable);
+  }
+
+  function listRows() {
+    return Array.prototype.slice.call(document.querySelectorAll(".rows .row__link"));
+  }
+
+  function selectRow(step) {
+    const rows = listRows();
+    if (!rows.length) {
+      return;
+    }
+    const current = rows.indexOf(document.activeElement);
+    const next = current < 0 ? (step > 0 ? 0 : rows.length - 1) : Math.max(0, Math.min(rows.length - 1, current + step));
+    rows[next].focus();
+  }
+
+  function clickAction(name) {
+    const button = document.querySelector('[data-action="' + name + '"]');
+    if (button && !button.disabled) {
+      button.click();
+    }
+  }
+
+  const shortcuts = {
+    j: function () { selectRow(1); },
+    k: function () { selectRow(-1); },
+    o: function () {
+      if (document.activeElement && document.activeElement.classList.contains("row__link")) {
+        document.activeElement.click();
+      }
+    },
+    t: function () { clickAction("take"); },
+    c: function () { clickAction("close"); },
+    r: function () {
+      if (dom.body) {
+        setComposerMode("reply");
+        dom.body.focus();
+      }
+    },
+    n: function () {
+      if (dom.body) {
+        setComposerMode("note");
+        dom.body.focus();
+      }
+    },
+    "/": function () {
+      const box = document.getElementById("search-q");
+      if (box) {
+        box.focus();
+        box.select();
+      } else {
+        location.href = "/console/search/";
+      }
+    },
+    "?": function () {
+      const dialog = document.getElementById("shortcuts");
+      if (dialog && !dialog.open) {
+        dialog.showModal();
+      }
+    },
+  };
+
+  function onDocumentKeydown(event) {
+    if (event.ctrlKey && event.key === "Enter" && event.target === dom.body) {
+      event.preventDefault();
+      submitReply();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) {
+      return;
+    }
+    if (state.pendingG) {
+      state.pendingG = false;
+      if (event.key === "q") {
+        event.preventDefault();
+        location.href = "/console/";
+      }
+      return;
+    }
+    if (event.key === "g") {
+      state.pendingG = true;
+      return;
+    }
+    const action = shortcuts[event.key];
+    if (action) {
+      event.preventDefault();
+      action();
+    }
+  }
+
+  function paintLabels(root) {
+    (root || document).querySelectorAll(".label[data-color]").forEach(function (label) {
+      // Set through the CSSOM: the Content-Security-Policy blocks inline style attributes.
+      if (/^#[0-9a-fA-F]{3,8}$/.test(label.dataset.color)) {
+        label.style.setProperty("--label-color", label.dataset.color);
+      }
+    });
+  }
+
   // --- Start -----------------------------------------------------------------------------
 
   function listenToHtmx() {
@@ -516,7 +853,10 @@
     document.addEventListener("htmx:sendError", function () {
       showToast("Could not reach the server; try again.");
     });
-    document.addEventListener("htmx:afterSettle", updateTitle);
+    document.addEventListener("htmx:afterSettle", function (event) {
+      updateTitle();
+      paintLabels(event.target);
+    });
   }
 
   function listenToPage() {
@@ -544,6 +884,12 @@
     });
     dom.body.addEventListener("keydown", onReplyKeydown);
     dom.body.addEventListener("input", onReplyInput);
+    dom.body.addEventListener("blur", hideCanned);
+    dom.form.addEventListener("change", function (event) {
+      if (event.target.name === "mode") {
+        setComposerMode(event.target.value);
+      }
+    });
   }
 
   function init() {
@@ -554,10 +900,15 @@
     dom.form = document.getElementById("reply-form");
     dom.body = document.getElementById("reply-body");
     dom.typing = document.getElementById("typing");
+    dom.noteTemplate = document.getElementById("note-template");
+    dom.canned = document.getElementById("canned-list");
     state.baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
 
     listenToHtmx();
     listenToPage();
+    document.addEventListener("keydown", onDocumentKeydown);
+    paintLabels(document);
+    loadCanned();
     updateTitle();
     if (dom.transcript) {
       localiseTimes();
