@@ -317,6 +317,14 @@ def test_it_shows_the_same_chat_in_a_second_browser_with_the_same_signed_identit
             ec.text_to_be_present_in_element((By.ID, "messages"), "Has my order shipped?")
         )
         assert widget_state(phone, "verified") is True
+        customer = widget_state(phone, "visitorId")
+
+        phone.switch_to.default_content()  # the customer signs out of the shop
+        phone.execute_script("window.Helpdesk.logout();")
+        phone.switch_to.frame("helpdesk-frame")
+        wait(phone).until(lambda b: widget_state(b, "visitorId") not in (None, customer))
+        assert "Has my order shipped?" not in phone.find_element(By.ID, "messages").text
+        assert widget_state(phone, "verified") is False
 
         stranger = browsers()
         open_chat(stranger, f"{shop}/forged")
@@ -332,3 +340,12 @@ def test_it_shows_the_same_chat_in_a_second_browser_with_the_same_signed_identit
             if entry["level"] == "SEVERE"
         ]
         assert errors == []
+
+
+@pytest.mark.django_db
+def test_it_shows_agents_the_verified_customer_id_in_the_console(client, site, alice):
+    ann = Visitor.objects.create(site=site, name="Ann", external_id="cust-42")
+    conversation = Conversation.objects.create(site=site, visitor=ann, status="waiting")
+    client.force_login(alice.user)
+    page = client.get(f"/console/c/{conversation.pk}/").content.decode()
+    assert "cust-42" in page and "verified" in page
