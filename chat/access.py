@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
-from chat.models import Agent, Conversation, ConversationQuerySet, Site, Visitor
+from chat.models import Agent, Attachment, Conversation, ConversationQuerySet, Site, Team, Visitor
 
 
 class NotFound(Exception):
@@ -69,6 +69,27 @@ def conversations_to_supervise(user: User | AnonymousUser) -> ConversationQueryS
     return conversations_for_user(user)
 
 
+def conversations_for_reports(user: User | AnonymousUser) -> ConversationQuerySet:
+    """Reports: staff see every site; an agent what ``conversations_for_user`` shows them."""
+    if user.is_authenticated and user.is_staff:
+        return Conversation.objects.all()
+    return conversations_for_user(user)
+
+
+def report_sites_for_user(user: User | AnonymousUser) -> QuerySet[Site]:
+    if user.is_authenticated and user.is_staff:
+        return Site.objects.all()
+    return sites_for_user(user)
+
+
+def report_teams_for_user(user: User | AnonymousUser) -> QuerySet[Team]:
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user.is_staff:
+        return Team.objects.select_related("site")
+    return Team.objects.filter(agents__user__pk=user.pk).select_related("site")
+
+
 def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -> Conversation:
     conversation = (
         conversations_for_user(user)
@@ -119,3 +140,29 @@ def visitor_for_user(*, user: User | AnonymousUser, public_id: str) -> Visitor:
     if visitor is None:
         raise NotFound
     return visitor
+
+
+def attachment_for_user(*, user: User | AnonymousUser, attachment_id: str) -> Attachment:
+    """A file of a conversation the user may see."""
+    attachment = (
+        Attachment.objects.filter(
+            public_id=attachment_id, conversation__in=conversations_for_user(user)
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment
+
+
+def attachment_for_visitor(*, visitor: Visitor, attachment_id: str) -> Attachment:
+    """A file of one of the visitor's own conversations."""
+    attachment = (
+        Attachment.objects.filter(public_id=attachment_id, conversation__visitor=visitor)
+        .select_related("conversation")
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment

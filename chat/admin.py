@@ -30,6 +30,7 @@ from chat.models import (
     AuditLog,
     CannedReply,
     Conversation,
+    CsatRating,
     FaqEntry,
     Label,
     Message,
@@ -95,6 +96,22 @@ class SiteAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         extra = {"kb_formats": list(KbFormat), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra)
+
+
+@admin.register(CsatRating)
+class CsatRatingAdmin(admin.ModelAdmin):
+    """Read-only: ratings are the customers' words, attributed as they were at close."""
+
+    list_display = ["conversation", "site", "score", "agent_name", "team_name", "resolved_by"]
+    list_filter = ["site", "score", "resolved_by"]
+    search_fields = ["comment", "agent_name", "team_name"]
+    date_hierarchy = "requested_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
 
 
 @admin.register(Team)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +23,10 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    ConversationClose,
     ConversationSync,
+    CsatCreate,
+    CsatRecorded,
     ErrorCode,
     FeedbackCreate,
     FeedbackRecorded,
@@ -30,6 +34,7 @@ from chat.protocol import (
     HandoffRequest,
     MessageAck,
     MessageCreate,
+    MessageRead,
     NoteCreate,
     Ping,
     Pong,
@@ -48,7 +53,7 @@ from chat.protocol import (
 )
 from chat.ratelimit import RateLimited
 from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, identity, presence
+from chat.services import conversations, csat, identity, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -63,6 +68,8 @@ from chat.services.visitors import (
 )
 
 log = logging.getLogger(__name__)
+
+TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
 class ProtocolConsumer(WebsocketConsumer):
@@ -85,7 +92,7 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_json(error.frame())
         except access.NotFound:
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
-        except conversations.Conflict as conflict:
+        except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
         except conversations.ConsentRequired:
             self.send_error(
@@ -155,6 +162,15 @@ class ProtocolConsumer(WebsocketConsumer):
     def ping(self, frame: Ping) -> None:
         self.send_frame(Pong())
 
+    def typing_due(self, conversation_id: int) -> bool:
+        """At most one ``typing.started`` per second per socket, however fast a client sends."""
+        now = time.monotonic()
+        sent: dict[int, float] = self.__dict__.setdefault("typing_sent_at", {})
+        if now - sent.get(conversation_id, -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        sent[conversation_id] = now
+        return True
+
 
 class WidgetConsumer(ProtocolConsumer):
     """A visitor's widget: ``/ws/widget/v1/?site=KEY[&token=TOKEN]``."""
@@ -171,6 +187,9 @@ class WidgetConsumer(ProtocolConsumer):
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
             VisitorIdentify: self.visitor_identify,
+            MessageRead: self.message_read,
+            ConversationClose: self.conversation_close,
+            CsatCreate: self.csat_create,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -218,6 +237,10 @@ class WidgetConsumer(ProtocolConsumer):
         self.send_frame(conversation_frame(conversation))
         self.sync_history(conversation, frame.after_seq)
         self.send_queue_place(conversation)
+        if not conversation.is_open:  # closed before they answered: ask again
+            pending = csat.csat_pending(conversation=conversation)
+            if pending is not None:
+                self.send_frame(csat.csat_requested_frame(pending))
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
@@ -301,8 +324,25 @@ class WidgetConsumer(ProtocolConsumer):
             FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
         )
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
+    def conversation_close(self, frame: ConversationClose) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.conversation_close(conversation=conversation, by=None)
+
+    def csat_create(self, frame: CsatCreate) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        rating = csat.csat_record(
+            conversation=conversation, score=frame.score, comment=frame.comment
+        )
+        self.send_frame(CsatRecorded(conversation_id=conversation.pk, score=rating.score or 0))
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         send_now(
             [agents_group(conversation.pk)],
             TypingStarted(
@@ -323,6 +363,7 @@ class ConsoleConsumer(ProtocolConsumer):
             NoteCreate: self.note_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
+            MessageRead: self.message_read,
         }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
@@ -392,8 +433,15 @@ class ConsoleConsumer(ProtocolConsumer):
         if not added.created or agents_group(conversation.pk) not in self.groups_joined:
             self.send_frame(note_frame(added.note))
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        if self.agent is not None:  # an administrator browsing transcripts is no reader
+            receipts.conversation_read(conversation=conversation, reader="agent", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         name = self.agent.display_name if self.agent else str(self.user)
         send_now(
             [visitor_group(conversation.pk)],

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
@@ -31,6 +33,35 @@ def normalise_origin(origin: str) -> str:
     if parts.port and parts.port != default_port:
         netloc = f"{netloc}:{parts.port}"
     return f"{parts.scheme.lower()}://{netloc}"
+
+
+# Attachment types we recognise by their content (chat/services/uploads.py), with the
+# extensions a file of that type may have. HTML and SVG are deliberately absent.
+UPLOAD_TYPES: dict[str, tuple[str, ...]] = {
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg", ".jfif"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "application/pdf": (".pdf",),
+    "application/zip": (".zip",),
+    "text/plain": (".txt", ".log", ".csv"),
+}
+DEFAULT_UPLOAD_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+)
+
+
+def validate_upload_types(value: str) -> None:
+    unknown = sorted({t.strip() for t in value.split(",") if t.strip()} - set(UPLOAD_TYPES))
+    if unknown:
+        raise ValidationError(
+            _("Unknown types: %(types)s.") % {"types": ", ".join(unknown)}, code="unknown_type"
+        )
 
 
 class Site(models.Model):
@@ -138,6 +169,46 @@ class Site(models.Model):
             "with each conversation. Empty asks for nothing."
         ),
     )
+    upload_max_bytes = models.PositiveIntegerField(
+        _("largest attachment (bytes)"),
+        default=10 * 1024 * 1024,
+        validators=[MaxValueValidator(100 * 1024 * 1024)],
+        help_text=_("Largest file a visitor or an agent may send; 0 turns attachments off."),
+    )
+    upload_types = models.CharField(
+        _("allowed attachment types"),
+        max_length=300,
+        default=",".join(DEFAULT_UPLOAD_TYPES),
+        validators=[validate_upload_types],
+        help_text=_("Comma-separated, from: %(types)s. Checked against the file's content.")
+        % {"types": ", ".join(UPLOAD_TYPES)},
+    )
+
+    class CsatScale(models.TextChoices):
+        STARS = "stars", _("Stars (1–5)")
+        EMOJI = "emoji", _("Faces (1–5)")
+
+    csat_enabled = models.BooleanField(
+        _("ask for a rating at close"),
+        default=True,
+        help_text=_("When a conversation closes, the widget asks for a 1–5 rating."),
+    )
+    csat_scale = models.CharField(
+        _("rating scale"), max_length=5, choices=CsatScale.choices, default=CsatScale.STARS
+    )
+    csat_question = models.CharField(
+        _("rating question"), max_length=200, default="How would you rate this conversation?"
+    )
+    csat_only_if_human = models.BooleanField(
+        _("only after a person replied"),
+        default=True,
+        help_text=_("Skip the survey for conversations the bot handled alone."),
+    )
+    csat_cooldown_days = models.PositiveSmallIntegerField(
+        _("ask the same customer at most every (days)"),
+        default=0,
+        help_text=_("No new survey for a customer asked within this many days. 0: no limit."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -152,6 +223,10 @@ class Site(models.Model):
 
     def allows_origin(self, origin: str) -> bool:
         return normalise_origin(origin) in self.origins
+
+    @property
+    def upload_type_set(self) -> set[str]:
+        return {t.strip() for t in self.upload_types.split(",") if t.strip()}
 
 
 class Team(models.Model):
@@ -316,6 +391,9 @@ class Conversation(models.Model):
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     # The highest sequence number handed out to a message of this conversation.
     last_seq = models.PositiveIntegerField(default=0)
+    # Read receipts: the highest seq each side has seen (``message.read``).
+    visitor_read_seq = models.PositiveIntegerField(default=0)
+    agent_read_seq = models.PositiveIntegerField(default=0)
     page_url = models.URLField(max_length=500, blank=True)
     # What the customer agreed to before their first message (the site's text then).
     consent_text = models.TextField(blank=True)
@@ -325,6 +403,8 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # The first reply an agent stored: the end of the first response time in reports.
+    first_response_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     labels = models.ManyToManyField(Label, related_name="conversations", blank=True)
 
@@ -333,6 +413,7 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            models.Index(fields=["site", "created_at"], name="conv_site_created_idx"),
             models.Index(fields=["site", "status", "queued_at"], name="conv_queue_idx"),
             models.Index(fields=["visitor", "-created_at"], name="conv_visitor_idx"),
         ]
@@ -459,6 +540,36 @@ class CannedReply(models.Model):
         return f"/{self.shortcut}"
 
 
+def attachment_path(attachment: Attachment, filename: str) -> str:
+    # Never the sender's file name: that lives in ``name`` and only in Content-Disposition.
+    return f"attachments/{attachment.public_id.hex[:2]}/{attachment.public_id.hex}"
+
+
+class Attachment(models.Model):
+    """A file sent in a conversation; its message's ``meta["attachment"]`` describes it."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="attachment")
+    file = models.FileField(upload_to=attachment_path, max_length=200)
+    thumbnail = models.FileField(blank=True, max_length=200)
+    name = models.CharField(max_length=150)  # sanitised
+    size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=100)  # from the content, not the name
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_image(self) -> bool:
+        return self.width is not None
+
+
 class KnowledgeItem(models.Model):
     """What FAQ entries and articles share: a language, tags, a switch and a change time."""
 
@@ -539,6 +650,54 @@ class BotDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} {self.question[:40]}"
+
+
+class CsatRating(models.Model):
+    """The survey of one closed conversation: asked at close, answered (once) by the visitor.
+
+    Who it is attributed to is copied at close time, so reassigning the conversation, renaming
+    the agent or deleting the team later does not move the rating.
+    """
+
+    class ResolvedBy(models.TextChoices):
+        BOT = "bot", _("Bot")
+        HUMAN = "human", _("Person")
+
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="csat")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="csat_ratings")
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="csat_ratings")
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="csat_ratings"
+    )
+    agent_name = models.CharField(max_length=80, blank=True)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="csat_ratings"
+    )
+    team_name = models.CharField(max_length=80, blank=True)
+    resolved_by = models.CharField(max_length=5, choices=ResolvedBy.choices)
+    scale = models.CharField(max_length=5, choices=Site.CsatScale.choices)
+    question = models.CharField(max_length=200)
+    requested_at = models.DateTimeField()
+    score = models.PositiveSmallIntegerField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["visitor", "requested_at"], name="csat_visitor_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | Q(score__gte=1, score__lte=5),
+                name="csat_score_1_to_5",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} {self.score or '-'}"
+
+    @property
+    def is_answered(self) -> bool:
+        return self.score is not None
 
 
 class AuditLog(models.Model):

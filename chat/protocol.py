@@ -22,6 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    gains ``team_id``.
 # 5: console: ``note.create`` → ``note.created`` (internal notes, agents only),
 #    ``conversation.transferred`` and ``inbox.changed``.
+#    attachments: ``message.created`` gains ``attachment`` (files are sent over HTTP),
+#    ``attachment.updated``, error code ``unsupported_type``; read receipts: ``message.read``
+#    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
+#    and ``agent_read_seq``; ratings at close: ``conversation.close``, ``csat.create``
+#    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
 #    identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
 #    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
 #    ``message.create`` gains ``consent``, error ``consent_required``.
@@ -47,6 +52,7 @@ class ErrorCode(StrEnum):
     IDENTITY_INVALID = "identity_invalid"  # the signature does not match (forged or malformed)
     IDENTITY_EXPIRED = "identity_expired"  # the identity JWT is past its ``exp``
     CONSENT_REQUIRED = "consent_required"  # the site asks for consent before the first message
+    UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
 
 
 # Close codes sent after an error frame at connect time.
@@ -105,9 +111,33 @@ class FeedbackCreate(ClientFrame):
     helpful: bool
 
 
+class ConversationClose(ClientFrame):
+    """The visitor ends the conversation ("End chat")."""
+
+    type: Literal["conversation.close"]
+    conversation_id: ConversationId
+
+
+class CsatCreate(ClientFrame):
+    """The visitor answers the survey ``csat.requested`` asked for this conversation."""
+
+    type: Literal["csat.create"]
+    conversation_id: ConversationId
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
+
+
+class MessageRead(ClientFrame):
+    """Every message up to ``seq`` is on the reader's screen (a read receipt)."""
+
+    type: Literal["message.read"]
+    conversation_id: ConversationId
+    seq: Seq
 
 
 class Ping(ClientFrame):
@@ -145,6 +175,9 @@ WidgetFrame = Annotated[
     | TypingStart
     | Ping
     | VisitorUpdate
+    | MessageRead
+    | ConversationClose
+    | CsatCreate
     | VisitorIdentify,
     Field(discriminator="type"),
 ]
@@ -160,7 +193,7 @@ class NoteCreate(ClientFrame):
 
 
 ConsoleFrame = Annotated[
-    ConversationSync | MessageCreate | NoteCreate | TypingStart | Ping,
+    ConversationSync | MessageCreate | NoteCreate | TypingStart | Ping | MessageRead,
     Field(discriminator="type"),
 ]
 
@@ -184,6 +217,21 @@ class Citation(Frame):
     answer: str
 
 
+class AttachmentOut(Frame):
+    """A file sent with a message. ``url`` and ``thumbnail_url`` answer only the
+    conversation's visitor (``Authorization: Bearer TOKEN``) and its agents (session)."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str
+    # Images: None while the thumbnail is being made (``attachment.updated`` follows).
+    thumbnail_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
 class MessageOut(Frame):
     type: Literal["message.created"] = "message.created"
     conversation_id: int
@@ -202,6 +250,26 @@ class MessageOut(Frame):
     # stream whose bubble this message replaces.
     citations: list[Citation] = Field(default_factory=list)
     stream_id: str | None = None
+    # A file message; ``body`` then holds the file's name.
+    attachment: AttachmentOut | None = None
+
+
+class AttachmentUpdated(Frame):
+    """An image's thumbnail is ready: show it in the message ``seq``."""
+
+    type: Literal["attachment.updated"] = "attachment.updated"
+    conversation_id: int
+    seq: int
+    attachment: AttachmentOut
+
+
+class ReceiptUpdated(Frame):
+    """``reader`` has seen every message of the conversation up to ``seq``."""
+
+    type: Literal["receipt.updated"] = "receipt.updated"
+    conversation_id: int
+    reader: Literal["visitor", "agent"]
+    seq: int
 
 
 class MessageStreaming(Frame):
@@ -239,6 +307,8 @@ class ConversationOut(Frame):
     assignee_name: str | None = None
     handoff_reason: str = ""
     last_seq: int = 0
+    visitor_read_seq: int = 0
+    agent_read_seq: int = 0
 
 
 class VisitorOut(Frame):
@@ -277,6 +347,21 @@ class FeedbackRecorded(Frame):
     conversation_id: int
     seq: int
     helpful: bool
+
+
+class CsatRequested(Frame):
+    """The conversation closed: ask the visitor for a 1–5 rating and an optional comment."""
+
+    type: Literal["csat.requested"] = "csat.requested"
+    conversation_id: int
+    scale: Literal["stars", "emoji"]
+    question: str
+
+
+class CsatRecorded(Frame):
+    type: Literal["csat.recorded"] = "csat.recorded"
+    conversation_id: int
+    score: int
 
 
 class TypingStarted(Frame):

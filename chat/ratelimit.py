@@ -87,10 +87,24 @@ def message_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
     """A visitor's message, counted for the visitor and for their address."""
     per_visitor = Rate(settings.HELPDESK_RATE_MESSAGES_PER_MINUTE, 60)
     per_ip = Rate(settings.HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP, 60)
-    rate_check(name="message-visitor", key=str(visitor_id), rate=per_visitor)
-    rate_check(name="message-ip", key=f"{site_id}:{ip}", rate=per_ip)
-    rate_hit(name="message-visitor", key=str(visitor_id), rate=per_visitor)
-    rate_hit(name="message-ip", key=f"{site_id}:{ip}", rate=per_ip)
+    _visitor_and_ip_hit("message", per_visitor, per_ip, site_id, visitor_id, ip)
+
+
+def upload_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
+    """A visitor's upload (refused ones count too), for the visitor and for their address."""
+    per_visitor = Rate(settings.HELPDESK_RATE_UPLOADS_PER_MINUTE, 60)
+    per_ip = Rate(settings.HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP, 60)
+    _visitor_and_ip_hit("upload", per_visitor, per_ip, site_id, visitor_id, ip)
+
+
+def _visitor_and_ip_hit(
+    kind: str, per_visitor: Rate, per_ip: Rate, site_id: int, visitor_id: int, ip: str
+) -> None:
+    # Both checked before either counts: a refused hit must not use up the other window.
+    rate_check(name=f"{kind}-visitor", key=str(visitor_id), rate=per_visitor)
+    rate_check(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)
+    rate_hit(name=f"{kind}-visitor", key=str(visitor_id), rate=per_visitor)
+    rate_hit(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)
 
 
 def conversation_start_hit(*, visitor_id: int) -> None:

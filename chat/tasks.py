@@ -65,3 +65,11 @@ def retention_sweep() -> int:
     from chat.services.privacy import retention_sweep as sweep
 
     return sweep()
+
+
+@shared_task(acks_late=True)
+def attachment_thumbnail(attachment_id: int) -> None:
+    """A big image's thumbnail, made outside the upload request."""
+    from chat.services.attachments import attachment_thumbnail_make
+
+    attachment_thumbnail_make(attachment_id=attachment_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import attachment_views, views
 
 app_name = "console"
 
@@ -17,6 +17,9 @@ urlpatterns = [
     path("c/<int:conversation_id>/transfer/", views.console_transfer, name="transfer"),
     path("c/<int:conversation_id>/labels/", views.console_label, name="label"),
     path("c/<int:conversation_id>/seen/", views.console_seen, name="seen"),
+    path("c/<int:conversation_id>/files/", attachment_views.console_upload, name="upload"),
+    path("reports/", views.console_reports, name="reports"),
+    path("reports/export.csv", views.console_reports_csv, name="reports_csv"),
     path("review/", views.console_review, name="review"),
     path("review/draft/", views.console_review_draft, name="review_draft"),
     path("review/create/", views.console_review_create, name="review_create"),

@@ -20,11 +20,30 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from chat import access, ratelimit
-from chat.forms import ReviewEntryForm
-from chat.models import Agent, Conversation, Label, Message, Note, Site, normalise_origin
+from chat import access, charts, ratelimit
+from chat.forms import CsatForm, ReportForm, ReviewEntryForm
+from chat.models import (
+    Agent,
+    Conversation,
+    CsatRating,
+    Label,
+    Message,
+    Note,
+    Site,
+    normalise_origin,
+)
 from chat.protocol import PROTOCOL_VERSION
-from chat.services import canned, conversations, inbox, labels, presence, review, transfer
+from chat.services import (
+    canned,
+    conversations,
+    csat,
+    inbox,
+    labels,
+    presence,
+    reports,
+    review,
+    transfer,
+)
 from chat.services import lists as console_lists
 from chat.useragent import browser_summary
 
@@ -64,7 +83,11 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
                 "max_chars": settings.HELPDESK_MAX_MESSAGE_CHARS,
             },
         )
-    return csp_override(response, {"frame-ancestors": [SELF, *sorted(site.origins)]})
+    # blob: images are attachments the widget fetched with its token (no cookie to send).
+    return csp_override(
+        response,
+        {"frame-ancestors": [SELF, *sorted(site.origins)], "img-src": [SELF, "data:", "blob:"]},
+    )
 
 
 def csp_override(response: HttpResponse, directives: dict[str, list[str]]) -> HttpResponse:
@@ -311,7 +334,9 @@ def console_close(request: HttpRequest, conversation_id: int) -> HttpResponse:
     error = ""
     try:
         conversations.conversation_close(
-            conversation=conversation, by=access.agent_of(request.user)
+            conversation=conversation,
+            by=access.agent_of(request.user),
+            survey=not request.POST.get("skip_survey"),
         )
     except conversations.Conflict as conflict:
         error = str(conflict)
@@ -422,6 +447,111 @@ def _review_done(request: HttpRequest, notice: str) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "console/review.html#done", {"notice": notice})
     return redirect("console:review")
+
+
+# --- Reports ---------------------------------------------------------------------------------
+
+
+def _report(request: HttpRequest) -> tuple[ReportForm, reports.Report | None]:
+    form = ReportForm(
+        request.GET,
+        sites=access.report_sites_for_user(request.user),
+        teams=access.report_teams_for_user(request.user),
+    )
+    if not form.is_valid():
+        return form, None
+    data = form.cleaned_data
+    report = reports.report_build(
+        conversations=access.conversations_for_reports(request.user),
+        start=data["start"],
+        end=data["end"],
+        group_by=data["by"],
+        site_id=data["site"].pk if data.get("site") else None,
+        team_id=data["team"].pk if data.get("team") else None,
+        agent_id=data["agent"].pk if data.get("agent") else None,
+    )
+    return form, report
+
+
+@require_GET
+@console_required
+def console_reports(request: HttpRequest) -> HttpResponse:
+    form, report = _report(request)
+    context: dict[str, object] = {
+        "form": form,
+        "report": report,
+        "agent": access.agent_of(request.user),
+        "definitions": reports.DEFINITIONS,
+        "query": request.GET.urlencode(),
+    }
+    if report is not None:
+        context["charts"] = {
+            "daily": charts.column_chart(
+                [(day.strftime("%m-%d"), n) for day, n in report.daily],
+                title=_("Conversations per day"),
+            ),
+            "reasons": charts.bar_chart(
+                [(reports.handoff_reason_label(r), n) for r, n in report.handoff_reasons],
+                title=_("Hand-off reasons"),
+            ),
+            "csat": charts.bar_chart(
+                [(str(score), n) for score, n in report.csat_distribution],
+                title=_("Ratings by score"),
+            ),
+            "hours": charts.heat_map(report.hours, title=_("Busiest hours")),
+        }
+    return render(request, "console/reports.html", context, status=200 if report else 400)
+
+
+@require_GET
+@console_required
+def console_reports_csv(request: HttpRequest) -> HttpResponse:
+    form, report = _report(request)
+    if report is None:
+        errors = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(reports.report_csv(report), content_type="text/csv; charset=utf-8")
+    name = f"helpdesk-report-{report.start}-{report.end}-by-{report.group_by}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+# --- Rating links: customers who left before the survey rate here -------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def csat_rate(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        conversation = csat.csat_conversation_from_link(token)
+    except csat.BadLink as bad:
+        state = "expired" if bad.expired else "invalid"
+        return render(
+            request, "csat/rate.html", {"state": state}, status=410 if bad.expired else 404
+        )
+    rating = CsatRating.objects.filter(conversation=conversation).first()
+    context: dict[str, object] = {"site": conversation.site, "rating": rating}
+    language = conversation.site.language or translation.get_language()
+    status = 200
+    form = CsatForm(request.POST if request.method == "POST" else None)
+    if rating is None:
+        state, status = "none", 404
+    elif request.method == "POST" and form.is_valid():
+        try:
+            csat.csat_record(
+                conversation=conversation,
+                score=int(form.cleaned_data["score"]),
+                comment=form.cleaned_data["comment"],
+            )
+            state = "done"
+        except csat.CsatError:
+            state, status = "already", 409
+    elif rating.is_answered:
+        state, status = "already", 409 if request.method == "POST" else 200
+    else:
+        state, status = "form", 400 if request.method == "POST" else 200
+    context |= {"state": state, "form": form, "scores": csat.scale_choices(rating)}
+    with translation.override(language):
+        return render(request, "csat/rate.html", context, status=status)
 
 
 # --- Sign-in, throttled against password guessing -----------------------------------------

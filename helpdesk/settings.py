@@ -209,7 +209,9 @@ STORAGES = {
         else "whitenoise.storage.CompressedStaticFilesStorage"
     },
 }
-MEDIA_ROOT = BASE_DIR / "media"
+# Uploaded attachments (Django's default storage); served only through chat.views, never
+# as static files.
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 WHITENOISE_USE_FINDERS = True
 
 # --- Helpdesk ----------------------------------------------------------------------------
@@ -219,6 +221,8 @@ HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 4000)
 HELPDESK_MAX_FRAME_BYTES = env_int("HELPDESK_MAX_FRAME_BYTES", 32_768)
 # How long a visitor token stays valid, in days.
 HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
+# How long a rating link (chat.services.csat.csat_link) stays valid, in days.
+HELPDESK_CSAT_LINK_DAYS = env_int("HELPDESK_CSAT_LINK_DAYS", 14)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
 # Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only
@@ -227,6 +231,15 @@ HELPDESK_RATE_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE",
 HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP", 120)
 HELPDESK_RATE_CONVERSATIONS_PER_HOUR = env_int("HELPDESK_RATE_CONVERSATIONS_PER_HOUR", 10)
 HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP", 20)
+HELPDESK_RATE_UPLOADS_PER_MINUTE = env_int("HELPDESK_RATE_UPLOADS_PER_MINUTE", 10)
+HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP", 30)
+# Attachments: images above this many pixels are refused (decompression bombs); Pillow's own
+# bomb check is set to the same figure.
+HELPDESK_UPLOAD_MAX_PIXELS = env_int("HELPDESK_UPLOAD_MAX_PIXELS", 40_000_000)
+# Thumbnails costing at most this many decoded pixels are made inside the upload request;
+# bigger ones by a Celery task (a JPEG, decoded scaled down, counts 1/8 of its pixels).
+# `manage.py bench_thumbnails` measures the cost per pixel.
+HELPDESK_THUMBNAIL_INLINE_PIXELS = env_int("HELPDESK_THUMBNAIL_INLINE_PIXELS", 4_000_000)
 
 # --- LLM answers (any OpenAI-compatible server) -----------------------------------------
 # Sites in "auto" LLM mode use the model only when a key is set; "on" uses it regardless

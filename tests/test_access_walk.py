@@ -12,15 +12,23 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client as DjangoClient
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from chat import protocol
-from chat.models import BotDecision, Conversation, Label, Site, Visitor
+from chat.models import Attachment, BotDecision, Conversation, CsatRating, Label, Site, Visitor
+from chat.services.attachments import attachment_send_from_visitor
+from chat.services.csat import csat_link
 from chat.services.messages import message_post
+from chat.services.visitors import visitor_token
 from tests.conftest import Client, console_connect, console_for, widget_for
 
-PERSONAS = ["anonymous", "alice", "bob", "charlie", "admin"]
+# Visitors reach HTTP with their token in ``Authorization: Bearer`` (files); for every other
+# route they are anonymous, and a row that does not name them expects the anonymous answer.
+PERSONAS = ["anonymous", "visitor_a", "visitor_b", "alice", "bob", "charlie", "admin"]
 CONSOLE = {"anonymous": 302, "alice": 200, "bob": 200, "charlie": 200, "admin": 200}
 EVERYONE = dict.fromkeys(PERSONAS, 200)
 STAFF_API = {"anonymous": 403, "alice": 403, "bob": 403, "charlie": 403, "admin": 200}
@@ -38,6 +46,28 @@ class World:
     decision: BotDecision  # an Acme question waiting for review
     customer: Visitor  # Ann, as the privacy API names her
     label: Label  # one of Acme's labels
+    attachment: Attachment  # a file Ben sent in his Support-only conversation
+    rating_link: str  # the signed link to rate Ben's conversation
+
+
+def text_file() -> SimpleUploadedFile:
+    return SimpleUploadedFile("note.txt", b"order 981, see attached", content_type="text/plain")
+
+
+def upload(world: World) -> dict[str, Any]:
+    return {"client_id": "u1", "conversation_id": world.support_only.pk, "file": text_file()}
+
+
+# The file of Ben's Support-only conversation: Ben, Alice's team and the admin.
+BENS_FILE = {
+    "anonymous": 404,
+    "visitor_a": 404,
+    "visitor_b": 200,
+    "alice": 200,
+    "bob": 404,
+    "charlie": 404,
+    "admin": 200,
+}
 
 
 @dataclass
@@ -49,6 +79,10 @@ class Route:
     data: Callable[[World], dict[str, Any]] = lambda world: {}
     headers: dict[str, str] = field(default_factory=dict)
     label: str = ""
+
+    def __post_init__(self) -> None:
+        for visitor in ("visitor_a", "visitor_b"):
+            self.expect = {visitor: self.expect["anonymous"]} | self.expect
 
     @property
     def id(self) -> str:
@@ -98,6 +132,27 @@ ROUTES = [
     ),
     Route("console:close", SUPPORT_ONLY, method="POST", args=conversation_arg),
     Route("console:review", CONSOLE),
+    Route("console:reports", CONSOLE),
+    Route("console:reports_csv", CONSOLE),
+    Route(
+        "console:upload",
+        SUPPORT_ONLY | {"alice": 201, "admin": 403},  # only agents send files
+        method="POST",
+        args=conversation_arg,
+        data=lambda w: {"client_id": "a1", "file": text_file()},
+    ),
+    Route(
+        "widget_upload",
+        {"anonymous": 401, "visitor_a": 404, "visitor_b": 201}
+        | dict.fromkeys(["alice", "bob", "charlie", "admin"], 401),
+        method="POST",
+        args=lambda w: [w.site.key],
+        data=upload,
+    ),
+    Route("attachment", BENS_FILE, args=lambda w: [w.attachment.public_id]),
+    Route("attachment_thumbnail", BENS_FILE, args=lambda w: [w.attachment.public_id]),
+    # The signed link itself is the customer's key: whoever holds it may rate.
+    Route("csat_rate", EVERYONE, args=lambda w: [w.rating_link]),
     Route(
         "console:review_draft",
         CONSOLE | {"charlie": 404},
@@ -164,13 +219,35 @@ def world(site, other_site, support, visitor_a, visitor_b) -> World:
         reason="low_confidence",
     )
     label = Label.objects.create(site=site, name="refund")
-    return World(site, shared, support_only, other, decision, visitor_a, label)
+    posted = attachment_send_from_visitor(
+        visitor=visitor_b, conversation=support_only, upload=text_file(), client_id="f1"
+    )
+    attachment = Attachment.objects.get(message=posted.message)
+    attachment.thumbnail.save("note-thumb.webp", ContentFile(b"RIFF0000WEBP"))
+    CsatRating.objects.create(
+        conversation=support_only,
+        site=site,
+        visitor=visitor_b,
+        resolved_by="human",
+        scale="stars",
+        question="How was it?",
+        requested_at=timezone.now(),
+    )
+    link = csat_link(support_only).rstrip("/").rsplit("/", 1)[-1]
+    return World(site, shared, support_only, other, decision, visitor_a, label, attachment, link)
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
 
 
 @pytest.fixture
 def people(alice, bob, charlie, admin) -> dict[str, User | None]:
     return {
         "anonymous": None,
+        "visitor_a": None,
+        "visitor_b": None,
         "alice": alice.user,
         "bob": bob.user,
         "charlie": charlie.user,
@@ -187,14 +264,21 @@ def quick_passwords(settings):
 @pytest.mark.django_db
 @pytest.mark.parametrize("route", [*ROUTES, ADMIN_SITE], ids=lambda r: r.id)
 def test_it_answers_each_persona_as_the_table_says(world, people, route):
+    bearer = {
+        "visitor_a": visitor_token(world.customer),
+        "visitor_b": visitor_token(world.support_only.visitor),
+    }
     answered = {}
     for persona in PERSONAS:  # in this order: the admin's erase comes last
         client = DjangoClient()
+        headers = dict(route.headers)
         if people[persona] is not None:
             client.force_login(people[persona])
+        if persona in bearer:
+            headers["Authorization"] = f"Bearer {bearer[persona]}"
         url = reverse(route.name, args=route.args(world))
         send = client.get if route.method == "GET" else client.post
-        response = send(url, route.data(world), headers=route.headers)
+        response = send(url, route.data(world), headers=headers)
         answered[persona] = response.status_code
         if response.status_code == 302:
             assert "/login/" in response["Location"], persona
@@ -229,13 +313,23 @@ def widget_frame(kind: str, conversation_id: int) -> dict[str, Any] | None:
         "handoff.request": {"conversation_id": conversation_id},
         "feedback.create": {"conversation_id": conversation_id, "seq": 1, "helpful": True},
         "typing.start": {"conversation_id": conversation_id},
+        "message.read": {"conversation_id": conversation_id, "seq": 1},
+        "conversation.close": {"conversation_id": conversation_id},
+        "csat.create": {"conversation_id": conversation_id, "score": 5},
         "ping": None,
         "visitor.update": None,  # the visitor's own contact details
         "visitor.identify": None,  # who the visitor is: see test_identity.py
     }[kind]
 
 
-CONSOLE_FRAMES = {"conversation.sync", "message.create", "note.create", "typing.start", "ping"}
+CONSOLE_FRAMES = {
+    "conversation.sync",
+    "message.create",
+    "note.create",
+    "typing.start",
+    "message.read",
+    "ping",
+}
 
 
 def test_it_has_an_entry_for_every_socket_frame():
@@ -278,7 +372,8 @@ async def test_it_lets_only_the_owner_reach_a_conversation_over_the_widget(world
             if not allowed:
                 assert not [f for f in frames if f["type"] == "message.created"]
         await client.close()
-    assert await database_sync_to_async(world.shared.messages.count)() == 2  # bot's + Ann's
+    mine = world.shared.messages.filter(author="visitor")
+    assert await database_sync_to_async(mine.count)() == 1  # Ann's; the others stored nothing
 
 
 @pytest.mark.django_db(transaction=True)
@@ -296,6 +391,8 @@ async def test_it_lets_only_the_right_agents_reach_a_conversation_over_the_conso
             fields = {"conversation_id": world.support_only.pk}
             if kind in {"message.create", "note.create"}:
                 fields |= {"client_id": f"{persona}-1", "body": "hello"}
+            if kind == "message.read":
+                fields |= {"seq": 1}
             frames = await answers(client, kind, fields)
             allowed = SUPPORT_ONLY[persona] == 200
             assert not_found(frames) is not allowed, (persona, kind, frames)

@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client as DjangoClient
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import AuditLog, BotDecision, Conversation, Message, Site, Visitor
+from chat.models import (
+    Attachment,
+    AuditLog,
+    BotDecision,
+    Conversation,
+    CsatRating,
+    Message,
+    Site,
+    Visitor,
+)
+from chat.services.attachments import attachment_send_from_visitor
 from chat.services.messages import message_post
 from chat.services.privacy import retention_sweep
 from chat.services.visitors import visitor_token
@@ -23,9 +35,15 @@ from tests.browser import browsers  # noqa: F401  (fixture)
 from tests.conftest import widget_connect, widget_for
 
 
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+
+
 @pytest.fixture
 def ann_history(site, visitor_a, alice):
-    """Ann (identified, with an e-mail) had a chat with the bot and Alice; a rated answer."""
+    """Ann (identified, with an e-mail) chatted with the bot and Alice: a rated answer, a file
+    she sent, and a survey she answered at close."""
     visitor_a.email = "ann@example.com"
     visitor_a.external_id = "cust-42"
     visitor_a.user_agent = "Firefox"
@@ -51,6 +69,22 @@ def ann_history(site, visitor_a, alice):
         outcome="handoff",
         reason="low_confidence",
         confidence=0.2,
+    )
+    receipt = SimpleUploadedFile("receipt.txt", b"Order 981", content_type="text/plain")
+    attachment_send_from_visitor(
+        visitor=visitor_a, conversation=conversation, upload=receipt, client_id="f1"
+    )
+    CsatRating.objects.create(
+        conversation=conversation,
+        site=site,
+        visitor=visitor_a,
+        resolved_by="human",
+        scale="stars",
+        question="How was it?",
+        requested_at=timezone.now(),
+        score=4,
+        comment="Alice was great, call me on 555-0100",
+        rated_at=timezone.now(),
     )
     return conversation
 
@@ -89,15 +123,27 @@ def test_it_exports_everything_held_about_a_customer_as_json(ann_history, visito
     assert data["customer"]["external_id"] == "cust-42"
     assert [c["id"] for c in data["conversations"]] == [ann_history.pk]
     (conversation,) = data["conversations"]
-    assert [(m["seq"], m["author"], m["body"]) for m in conversation["messages"]] == [
+    assert [(m["seq"], m["author"], m["body"]) for m in conversation["messages"]][:3] == [
         (1, "visitor", "My card ends in 4242"),
         (2, "bot", "Refunds take 5 days."),
         (3, "agent", "Let me check."),
     ]
     assert conversation["messages"][2]["author_name"] == "Alice"
-    assert conversation["ratings"] == [{"seq": 2, "helpful": False, "kind": "bot_answer"}]
+    bot_rating, survey = conversation["ratings"]
+    assert bot_rating == {"seq": 2, "helpful": False, "kind": "bot_answer"}
+    assert (survey["kind"], survey["score"], survey["comment"]) == (
+        "csat",
+        4,
+        "Alice was great, call me on 555-0100",
+    )
     assert conversation["consent"]["text"] == "We keep chats for 30 days."
-    assert conversation["attachments"] == []
+    (attachment,) = conversation["attachments"]
+    assert (attachment["name"], attachment["size"], attachment["content_type"]) == (
+        "receipt.txt",
+        9,
+        "text/plain",
+    )
+    assert attachment["seq"] == 4
     log = AuditLog.objects.get()
     assert (log.action, log.actor_name, log.via, log.visitor_ref) == (
         "export",
@@ -128,7 +174,7 @@ def test_it_lets_only_staff_of_the_customers_site_export_or_erase(
     assert other.get(export_url(visitor_a)).status_code == 404  # staff of no site at all
     assert staff().get(erase_url(visitor_a)).status_code == 405  # erasing never by GET
     assert not AuditLog.objects.exists()
-    assert Message.objects.filter(conversation=ann_history).count() == 3
+    assert Message.objects.filter(conversation=ann_history).count() == 4
 
 
 @pytest.mark.django_db
@@ -140,25 +186,35 @@ def test_it_refuses_an_api_erase_without_the_csrf_token(ann_history, visitor_a):
     token = browser.cookies[settings.CSRF_COOKIE_NAME].value
     response = browser.post(erase_url(visitor_a), HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 200
-    assert response.json()["messages"] == 3
+    assert response.json()["messages"] == 4
 
 
 # --- Erase ----------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_it_erases_text_and_identity_but_keeps_anonymised_statistics(ann_history, visitor_a):
+def test_it_erases_text_and_identity_but_keeps_anonymised_statistics(
+    ann_history, visitor_a, django_capture_on_commit_callbacks
+):
     started, reason = ann_history.created_at, ann_history.handoff_reason
+    file_path = Path(Attachment.objects.get().file.path)
+    assert file_path.exists()
     old_id = str(visitor_a.public_id)
-    response = staff().post(erase_url(visitor_a))
+    dpo = staff()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = dpo.post(erase_url(visitor_a))
     assert response.status_code == 200
     assert response.json() == {
         "erased": True,
         "id": str(Visitor.objects.get(pk=visitor_a.pk).public_id),
         "conversations": 1,
-        "messages": 3,
+        "messages": 4,
     }
     assert not Message.objects.filter(conversation=ann_history).exists()
+    assert not Attachment.objects.exists()
+    assert not file_path.exists()  # the file itself is gone, not only its row
+    rating = CsatRating.objects.get(conversation=ann_history)
+    assert (rating.score, rating.comment) == (4, "")
     visitor = Visitor.objects.get(pk=visitor_a.pk)
     assert (visitor.name, visitor.email, visitor.external_id, visitor.user_agent) == (
         "",
@@ -174,9 +230,9 @@ def test_it_erases_text_and_identity_but_keeps_anonymised_statistics(ann_history
     decision = BotDecision.objects.get(conversation=conversation)
     assert (decision.question, decision.outcome, decision.confidence) == ("", "handoff", 0.2)
     log = AuditLog.objects.get(action="erase")
-    assert (log.visitor_ref, log.detail) == (old_id, {"conversations": 1, "messages": 3})
+    assert (log.visitor_ref, log.detail) == (old_id, {"conversations": 1, "messages": 4})
     exported = json.loads(staff("second").get(export_url(visitor)).content)
-    assert "4242" not in json.dumps(exported)
+    assert "4242" not in json.dumps(exported) and "555-0100" not in json.dumps(exported)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -202,7 +258,7 @@ def test_it_exports_and_erases_from_the_admin_with_a_confirmation(ann_history, v
 
     confirm = admin.post(changelist, {"action": "erase_data", **selected})
     assert confirm.status_code == 200 and b"cannot be undone" in confirm.content
-    assert Message.objects.filter(conversation=ann_history).count() == 3  # not yet
+    assert Message.objects.filter(conversation=ann_history).count() == 4  # not yet
     done = admin.post(changelist, {"action": "erase_data", "confirm": "yes", **selected})
     assert done.status_code == 302
     assert not Message.objects.filter(conversation=ann_history).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone, translation
@@ -11,6 +12,7 @@ from django.utils.translation import gettext as _
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
 from chat.services.inbox import inbox_notify
 from chat.services.messages import Posted, message_post
@@ -61,6 +63,7 @@ def visitor_message_send(
     team_id: int | None = None,
     consent: bool = False,
     on_conversation: Callable[[Conversation], None] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
     (for the team ``team_id`` they chose, if it is one of the site's; with ``consent`` to
@@ -90,11 +93,16 @@ def visitor_message_send(
             )
         if on_conversation is not None:
             on_conversation(conversation)
-        return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
+        return visitor_message_receive(
+            conversation=conversation, body=body, client_id=client_id, meta=meta
+        )
 
 
-def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
-    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
+def visitor_message_receive(
+    *, conversation: Conversation, body: str, client_id: str, meta: dict[str, Any] | None = None
+) -> Posted:
+    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads
+    (not for a file: the bot cannot read one; it answers the next words)."""
     with transaction.atomic():
         if not conversation.is_open:
             _reopen(conversation)
@@ -103,10 +111,11 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
             author=Message.Author.VISITOR,
             body=body,
             client_id=client_id,
+            meta=meta,
         )
         if posted.created and conversation.assignee_id is not None:
             inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
-        if posted.created and conversation.is_with_bot:
+        if posted.created and conversation.is_with_bot and not meta:
             from chat.tasks import bot_answer
 
             seq = posted.message.seq
@@ -117,7 +126,12 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
 
 
 def agent_message_post(
-    *, conversation: Conversation, agent: Agent, body: str, client_id: str
+    *,
+    conversation: Conversation,
+    agent: Agent,
+    body: str,
+    client_id: str,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """An agent replies. Replying to an unassigned conversation takes it first; replying to a
     closed one reopens it as the replying agent's."""
@@ -132,6 +146,7 @@ def agent_message_post(
             body=body,
             client_id=client_id,
             agent=agent,
+            meta=meta,
         )
 
 
@@ -189,7 +204,12 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
         _announce_queue(conversation.site_id)
 
 
-def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
+def conversation_close(
+    *, conversation: Conversation, by: Agent | None, survey: bool = True
+) -> None:
+    """Close the conversation (``by`` None: the visitor ended it). Unless the agent chose to
+    close without one (``survey=False``), the visitor is asked for a rating when the site's
+    rules allow."""
     with transaction.atomic():
         updated = (
             Conversation.objects.filter(pk=conversation.pk)
@@ -209,6 +229,8 @@ def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
         )
         inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
+        if survey:
+            csat_request(conversation=conversation, by=by)
         _announce_queue(conversation.site_id)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from chat.models import Conversation, Message
-from chat.protocol import Citation, ConversationOut, MessageOut, Source
+from chat.protocol import AttachmentOut, Citation, ConversationOut, MessageOut, Source
 
 
 def message_frame(message: Message) -> MessageOut:
@@ -27,6 +30,24 @@ def message_frame(message: Message) -> MessageOut:
         ask_feedback=message.author == Message.Author.BOT and bool(source or citations),
         citations=citations,
         stream_id=meta.get("stream_id"),
+        attachment=attachment_frame(meta["attachment"]) if "attachment" in meta else None,
+    )
+
+
+def attachment_frame(described: dict[str, Any]) -> AttachmentOut:
+    """From a message's ``meta["attachment"]``: no query for the Attachment row."""
+    public_id = described["id"]
+    return AttachmentOut(
+        id=public_id,
+        name=described["name"],
+        size=described["size"],
+        content_type=described["content_type"],
+        url=reverse("attachment", args=[public_id]),
+        thumbnail_url=reverse("attachment_thumbnail", args=[public_id])
+        if described.get("thumbnail")
+        else None,
+        width=described.get("width"),
+        height=described.get("height"),
     )
 
 
@@ -47,4 +68,6 @@ def conversation_frame(conversation: Conversation) -> ConversationOut:
         assignee_name=conversation.assignee.display_name if conversation.assignee else None,
         handoff_reason=conversation.handoff_reason,
         last_seq=conversation.last_seq,
+        visitor_read_seq=conversation.visitor_read_seq,
+        agent_read_seq=conversation.agent_read_seq,
     )

@@ -39,6 +39,8 @@ def message_post(
     try:
         with transaction.atomic():
             message = _insert(conversation, author, body, client_id, agent, meta or {})
+            if author == Message.Author.AGENT:
+                _first_response(conversation, message)
     except IntegrityError:
         # Two sockets raced with the same client_id; the other one stored it.
         existing = _by_client_id(conversation, author, client_id) if client_id else None
@@ -73,6 +75,16 @@ def _insert(
         [visitor_group(conversation.pk), agents_group(conversation.pk)], message_frame(message)
     )
     return message
+
+
+def _first_response(conversation: Conversation, message: Message) -> None:
+    """The first agent reply ends the conversation's first response time (reports)."""
+    if conversation.first_response_at is not None:
+        return
+    Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(
+        first_response_at=message.created_at
+    )
+    conversation.first_response_at = message.created_at
 
 
 def _by_client_id(

@@ -1,10 +1,10 @@
 """A customer's data: exported on request, erased on request, expired by the site's retention.
 
 Erasure and retention keep anonymised statistics: the conversation rows with their
-timestamps, status and hand-off reason, and the bot's decisions without the question text.
-Everything a customer wrote or left (messages, name, e-mail, external id, browser, page)
-goes. Every export and erasure, and every retention sweep that removed something, is
-recorded in the ``AuditLog``.
+timestamps, status and hand-off reason, the bot's decisions without the question text, and
+survey scores without their comments. Everything a customer wrote or left (messages, files,
+name, e-mail, external id, browser, page) goes. Every export and erasure, and every
+retention sweep that removed something, is recorded in the ``AuditLog``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,18 @@ from django.db.models import DateTimeField, Max, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chat.models import AuditLog, BotDecision, Conversation, Message, Site, Visitor
+from chat.models import (
+    Attachment,
+    AuditLog,
+    BotDecision,
+    Conversation,
+    CsatRating,
+    Message,
+    Site,
+    Visitor,
+)
 from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.services.attachments import describe
 from chat.services.frames import conversation_frame
 from chat.services.queue import queue_announce
 
@@ -69,7 +79,7 @@ def visitor_export(*, visitor: Visitor, by: User | None, via: str) -> dict[str, 
     conversations = (
         visitor.conversations.order_by("created_at")
         .select_related("site")
-        .prefetch_related("messages__agent")
+        .prefetch_related("messages__agent", "attachments__message")
     )
     data = {
         "format": EXPORT_FORMAT,
@@ -101,6 +111,7 @@ def visitor_export(*, visitor: Visitor, by: User | None, via: str) -> dict[str, 
 
 def _conversation_export(conversation: Conversation) -> dict[str, Any]:
     messages = sorted(conversation.messages.all(), key=lambda m: m.seq)
+    csat = CsatRating.objects.filter(conversation=conversation, score__isnull=False).first()
     return {
         "id": conversation.pk,
         "status": conversation.status,
@@ -122,22 +133,56 @@ def _conversation_export(conversation: Conversation) -> dict[str, Any]:
             }
             for m in messages
         ],
-        # The customer's answers to "Was this helpful?" on bot messages.
+        # The customer's answers to "Was this helpful?" and to the survey at close.
         "ratings": [
             {"seq": m.seq, "helpful": m.helpful, "kind": "bot_answer"}
             for m in messages
             if m.helpful is not None
+        ]
+        + (
+            [
+                {
+                    "kind": "csat",
+                    "score": csat.score,
+                    "scale": csat.scale,
+                    "comment": csat.comment,
+                    "rated_at": _iso(csat.rated_at),
+                }
+            ]
+            if csat
+            else []
+        ),
+        # What was sent, not the files themselves (the API serves those to staff).
+        "attachments": [
+            describe(a) | {"seq": a.message.seq, "created_at": _iso(a.created_at)}
+            for a in sorted(conversation.attachments.all(), key=lambda a: a.message.seq)
         ],
-        "attachments": [],
     }
+
+
+def _files_delete_after_commit(conversation_ids: list[int]) -> None:
+    """The attachments' files go once the rows are gone for good (never on a rollback)."""
+    files = []
+    for attachment in Attachment.objects.filter(conversation_id__in=conversation_ids):
+        files += [f for f in (attachment.file, attachment.thumbnail) if f]
+    stored = [(f.storage, f.name) for f in files]
+
+    def delete() -> None:
+        for storage, name in stored:
+            storage.delete(name)
+
+    transaction.on_commit(delete)
 
 
 def _conversations_anonymise(conversations: QuerySet[Conversation]) -> int:
     """Drop the text of these conversations; keep the rows. Returns messages removed."""
     now = timezone.now()
     ids = list(conversations.values_list("pk", flat=True))
-    messages, _by_model = Message.objects.filter(conversation_id__in=ids).delete()
+    _files_delete_after_commit(ids)
+    _total, deleted = Message.objects.filter(conversation_id__in=ids).delete()  # attachments too
+    messages = deleted.get(Message._meta.label, 0)
     BotDecision.objects.filter(conversation_id__in=ids).update(question="", scores=[])
+    CsatRating.objects.filter(conversation_id__in=ids).update(comment="")  # the score stays
     still_open = Conversation.objects.filter(pk__in=ids).open()
     reopened_sites = set(still_open.values_list("site_id", flat=True))
     closed = list(still_open.values_list("pk", flat=True))
@@ -201,6 +246,7 @@ def retention_sweep(*, now: datetime | None = None) -> int:
                 continue
             expired = Conversation.objects.filter(pk__in=ids)
             if site.retention_action == Site.RetentionAction.DELETE:
+                _files_delete_after_commit(ids)
                 expired.delete()
                 messages = None
             else:

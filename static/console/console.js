@@ -38,6 +38,8 @@
     typingTimer: 0,
     toastTimer: 0,
     baseTitle: "",
+    visitorReadSeq: 0, // the visitor has seen every message up to this seq ("Seen")
+    readSent: 0, // the highest seq we told the server this agent has seen
   };
 
   const dom = {};
@@ -56,6 +58,8 @@
     "note.created": onNoteCreated,
     "conversation.transferred": onConversationTransferred,
     "inbox.changed": refreshQueue,
+    "attachment.updated": onAttachmentUpdated,
+    "receipt.updated": onReceiptUpdated,
     "error": onErrorFrame,
     "pong": function () {},
   };
@@ -256,6 +260,8 @@
     if (atEnd || frame.author === "agent") {
       scrollToEnd();
     }
+    showSeen();
+    sendRead();
   }
 
   function fillMessage(item, frame) {
@@ -267,7 +273,15 @@
     }
     item.querySelector(".msg__author").textContent = frame.author_name || "";
     setTime(item.querySelector(".msg__time"), frame.created_at);
-    window.HelpdeskText.setLinkedText(item.querySelector(".msg__body"), frame.body);
+    let body = item.querySelector(".msg__body");
+    if (!body) {
+      body = document.createElement("div");
+      body.className = "msg__body";
+      item.querySelector(".msg__meta").after(body);
+    }
+    window.HelpdeskText.setLinkedText(body, frame.body);
+    body.hidden = Boolean(frame.attachment);
+    setAttachment(item, frame.attachment);
     setConfidence(item, frame.confidence, author);
     setSource(item, frame.source);
   }
@@ -403,6 +417,201 @@
   function onSyncDone(frame) {
     if (frame.conversation_id === openConversationId()) {
       dom.transcript.dataset.lastSeq = String(Math.max(highestSeq(), frame.last_seq));
+      sendRead();
+    }
+  }
+
+  // --- Conversation: attachments ---------------------------------------------------------
+
+  function setAttachment(item, attachment) {
+    const old = item.querySelector(".msg__attachment");
+    if (old) {
+      old.remove();
+    }
+    if (attachment) {
+      item.querySelector(".msg__body").after(buildAttachment(attachment));
+    }
+  }
+
+  function buildAttachment(attachment) {
+    const box = document.createElement("div");
+    box.className = "msg__attachment";
+    box.dataset.attachmentId = attachment.id;
+    const link = document.createElement("a");
+    link.href = attachment.url;
+    if (attachment.thumbnail_url) {
+      const image = document.createElement("img");
+      image.className = "msg__image";
+      image.src = attachment.thumbnail_url;
+      image.alt = attachment.name;
+      link.appendChild(image);
+    } else {
+      link.className = "msg__file";
+      const name = document.createElement("span");
+      name.className = "msg__file-name";
+      name.textContent = attachment.name;
+      const size = document.createElement("span");
+      size.className = "msg__file-size";
+      size.textContent = " " + formatSize(attachment.size);
+      link.append(name, size);
+    }
+    if (attachment.width) {
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+    } else {
+      link.download = attachment.name;
+    }
+    box.appendChild(link);
+    return box;
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) {
+      return bytes + " B";
+    }
+    return bytes < 1024 * 1024 ? Math.round(bytes / 1024) + " KB" : (bytes / 1048576).toFixed(1) + " MB";
+  }
+
+  function onAttachmentUpdated(frame) {
+    const item = frame.conversation_id === openConversationId() && findBySeq(frame.seq);
+    if (item && item.querySelector(".msg__body")) {
+      setAttachment(item, frame.attachment);
+    } else if (item) {
+      const old = item.querySelector(".msg__attachment");
+      old.replaceWith(buildAttachment(frame.attachment));
+    }
+  }
+
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function sendFiles(files) {
+    Array.prototype.forEach.call(files || [], sendFile);
+  }
+
+  function sendFile(file) {
+    const clientId = newClientId();
+    addPendingMessage(clientId, "Sending " + file.name + "…");
+    const form = new FormData();
+    form.append("client_id", clientId);
+    form.append("file", file, file.name);
+    fetch(dom.form.dataset.uploadUrl, {
+      method: "POST",
+      body: form,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken() },
+    })
+      .then(function (response) {
+        return response.json().then(function (data) {
+          return { ok: response.ok, data: data };
+        }, function () {
+          return { ok: false, data: { message: "The server answered " + response.status + "." } };
+        });
+      })
+      .then(function (result) {
+        if (!result.ok) {
+          throw new Error(result.data.message || "The file could not be sent.");
+        }
+        onMessageCreated(result.data); // fills the pending bubble (same client_id)
+      })
+      .catch(function (error) {
+        const pending = findByClientId(clientId);
+        if (pending && pending.classList.contains("msg--pending")) {
+          pending.remove();
+        }
+        showToast(error.message || "The file could not be sent.");
+      });
+  }
+
+  function listenForFiles() {
+    const input = document.getElementById("reply-file");
+    const button = document.getElementById("reply-attach");
+    if (!input || !button || dom.form.hasAttribute("data-uploads-off")) {
+      return;
+    }
+    button.addEventListener("click", function () {
+      input.click();
+    });
+    input.addEventListener("change", function () {
+      sendFiles(input.files);
+      input.value = "";
+    });
+    dom.body.addEventListener("paste", function (event) {
+      const files = event.clipboardData && event.clipboardData.files;
+      if (files && files.length) {
+        event.preventDefault();
+        sendFiles(files);
+      }
+    });
+    function hasFiles(event) {
+      return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0;
+    }
+    dom.transcript.parentNode.addEventListener("dragover", function (event) {
+      if (hasFiles(event)) {
+        event.preventDefault();
+        dom.transcript.classList.add("transcript--dragging");
+      }
+    });
+    dom.transcript.parentNode.addEventListener("dragleave", function () {
+      dom.transcript.classList.remove("transcript--dragging");
+    });
+    dom.transcript.parentNode.addEventListener("drop", function (event) {
+      if (hasFiles(event)) {
+        event.preventDefault();
+        dom.transcript.classList.remove("transcript--dragging");
+        sendFiles(event.dataTransfer.files);
+      }
+    });
+  }
+
+  // --- Conversation: read receipts -------------------------------------------------------
+
+  // This agent has seen what is on screen: only while the page is visible.
+  function sendRead() {
+    if (!dom.transcript || document.visibilityState !== "visible") {
+      return;
+    }
+    const seq = highestSeq();
+    if (seq > state.readSent && send({ type: "message.read", conversation_id: openConversationId(), seq: seq })) {
+      state.readSent = seq;
+    }
+  }
+
+  function onReceiptUpdated(frame) {
+    if (frame.conversation_id === openConversationId() && frame.reader === "visitor") {
+      state.visitorReadSeq = Math.max(state.visitorReadSeq, frame.seq);
+      showSeen();
+    }
+  }
+
+  // "Seen" under the latest agent message the visitor has read.
+  function showSeen() {
+    if (!dom.transcript) {
+      return;
+    }
+    let latest = null;
+    dom.transcript.querySelectorAll(".msg--agent[data-seq]").forEach(function (item) {
+      if (Number(item.dataset.seq) <= state.visitorReadSeq) {
+        latest = item;
+      }
+    });
+    const old = dom.transcript.querySelector(".msg__seen");
+    if (old && old.parentNode === latest) {
+      return;
+    }
+    if (old) {
+      old.remove();
+    }
+    if (latest) {
+      const seen = document.createElement("div");
+      seen.className = "msg__seen";
+      seen.textContent = "Seen";
+      latest.appendChild(seen);
     }
   }
 
@@ -412,6 +621,10 @@
     const header = document.getElementById("conv-header");
     if (!header || frame.conversation_id !== openConversationId()) {
       return;
+    }
+    if (typeof frame.visitor_read_seq === "number" && frame.visitor_read_seq > state.visitorReadSeq) {
+      state.visitorReadSeq = frame.visitor_read_seq;
+      showSeen();
     }
     const unchanged =
       header.dataset.status === frame.status &&
@@ -890,6 +1103,8 @@
         setComposerMode(event.target.value);
       }
     });
+    listenForFiles();
+    document.addEventListener("visibilitychange", sendRead);
   }
 
   function init() {

@@ -44,6 +44,13 @@
     typing: document.getElementById("typing"),
     notice: document.getElementById("notice"),
     handoff: document.getElementById("handoff"),
+    endChat: document.getElementById("end-chat"),
+    csat: document.getElementById("csat"),
+    csatQuestion: document.getElementById("csat-question"),
+    csatScale: document.getElementById("csat-scale"),
+    csatComment: document.getElementById("csat-comment"),
+    csatSend: document.getElementById("csat-send"),
+    csatDone: document.getElementById("csat-done"),
     offline: document.getElementById("offline"),
     offlineEmail: document.getElementById("offline-email"),
     consent: document.getElementById("consent"),
@@ -51,6 +58,8 @@
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
+    attach: document.getElementById("attach"),
+    file: document.getElementById("file"),
   };
 
   const state = {
@@ -61,6 +70,7 @@
     attempts: 0,
     lastFrameAt: 0,
     visitorId: null,
+    token: null,
     conversationId: null,
     status: null, // "bot" | "waiting" | "assigned" | "closed" | null (no conversation yet)
     lastSeq: 0, // every seq up to this one is on screen: the `after_seq` of the next sync
@@ -76,7 +86,11 @@
     identifying: false, // visitor.identify sent, no answer yet: messages wait for it
     verified: false,
     identityError: null,
+    csat: null, // {conversationId, score}: the survey on screen
     unread: 0,
+    agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
+    readSent: 0, // the highest seq we told the server the visitor has seen
+    fileUrls: new Map(), // attachment URL → blob: URL (fetched with the token)
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
 
@@ -94,6 +108,9 @@
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
       consent: data.consent === "1",
+      uploadUrl: data.uploadUrl || "",
+      uploadMaxBytes: parseInt(data.uploadMaxBytes, 10) || 0,
+      uploadTypes: data.uploadTypes || "",
     };
   }
 
@@ -261,6 +278,10 @@
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
     "visitor.identified": onVisitorIdentified,
+    "attachment.updated": onAttachmentUpdated,
+    "receipt.updated": onReceiptUpdated,
+    "csat.requested": onCsatRequested,
+    "csat.recorded": onCsatRecorded,
     error: onError,
     pong: () => {},
   };
@@ -283,6 +304,7 @@
     if (state.visitorId && state.visitorId !== visitor.id) forgetConversation();
     state.visitorId = visitor.id || null;
     if (visitor.token) save(keys.token, visitor.token);
+    state.token = visitor.token || null; // for uploads when storage is unavailable
     if (conversation && conversation.conversation_id !== state.conversationId) {
       switchConversation(conversation.conversation_id);
     }
@@ -365,6 +387,7 @@
     }
     if (frame.author === "agent") hideTyping();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
+    if (frame.author === "visitor") showSeen();
     markSeen();
   }
 
@@ -521,6 +544,8 @@
       failBubble(pendingBubble(entry.clientId));
     }
     enableFeedbackButtons();
+    if (state.csat) els.csatSend.disabled = state.csat.score === null;
+    els.endChat.disabled = false;
     showNotice(frame.message);
   }
 
@@ -537,8 +562,11 @@
 
   function switchConversation(conversationId) {
     if (state.conversationId !== null) clearHistory();
+    hideCsat();
     state.conversationId = conversationId;
     state.lastSeq = 0;
+    state.agentReadSeq = 0;
+    state.readSent = 0;
     exposeState();
   }
 
@@ -555,6 +583,10 @@
 
   function applyConversation(conversation) {
     state.status = conversation ? conversation.status : null;
+    if (conversation && typeof conversation.agent_read_seq === "number") {
+      state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq);
+      showSeen();
+    }
     document.body.dataset.status = state.status || "new";
     if (state.place && (!conversation || state.place.conversation_id !== conversation.conversation_id)) {
       state.place = null;
@@ -564,6 +596,9 @@
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
     if (els.consent) els.consent.hidden = state.conversationId !== null;
+    els.endChat.hidden = !state.status || state.status === "closed";
+    els.endChat.disabled = state.stopped;
+    if (state.status && state.status !== "closed") hideCsat(); // reopened: the survey is moot
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
   }
@@ -595,9 +630,13 @@
     if (message.author === "bot" || message.author === "agent") {
       bubble.appendChild(element("div", "msg__author", message.author_name || text.assistant));
     }
-    const body = element("div", "msg__body");
-    window.HelpdeskText.setLinkedText(body, message.body);
-    bubble.appendChild(body);
+    if (message.attachment) {
+      bubble.appendChild(buildAttachment(message.attachment));
+    } else {
+      const body = element("div", "msg__body");
+      window.HelpdeskText.setLinkedText(body, message.body);
+      bubble.appendChild(body);
+    }
     if (message.source && message.source.title) {
       bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
     }
@@ -628,11 +667,14 @@
     const prompt = element("div", "msg__feedback");
     prompt.appendChild(element("span", "msg__feedback-question", text.helpful));
     [
-      [text.yes, true],
-      [text.no, false],
-    ].forEach(([label, helpful]) => {
-      const button = element("button", "msg__feedback-button", label);
+      ["👍", text.yes, true],
+      ["👎", text.no, false],
+    ].forEach(([symbol, label, helpful]) => {
+      const button = element("button", "msg__feedback-button", symbol);
       button.type = "button";
+      button.setAttribute("aria-label", label);
+      button.title = label;
+      button.dataset.helpful = String(helpful);
       button.addEventListener("click", () => sendFeedback(prompt, seq, helpful));
       prompt.appendChild(button);
     });
@@ -817,6 +859,78 @@
     save(keys.rated, JSON.stringify(rated.slice(-50)));
   }
 
+  // --- Rating at close (CSAT) -------------------------------------------------------------
+
+  const FACES = ["😞", "🙁", "😐", "🙂", "😄"];
+
+  function onCsatRequested(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    if (state.csat && state.csat.conversationId === frame.conversation_id) return; // on screen
+    state.csat = { conversationId: frame.conversation_id, score: null };
+    els.csatQuestion.textContent = frame.question;
+    els.csatScale.replaceChildren();
+    els.csatScale.dataset.scale = frame.scale;
+    for (let score = 1; score <= 5; score += 1) {
+      const symbol = frame.scale === "emoji" ? FACES[score - 1] : "★";
+      const button = element("button", "csat__choice", symbol);
+      button.type = "button";
+      button.dataset.score = String(score);
+      button.setAttribute("aria-pressed", "false");
+      button.setAttribute("aria-label", text.csatScore.replace("{n}", String(score)));
+      button.addEventListener("click", () => chooseScore(score));
+      els.csatScale.appendChild(button);
+    }
+    els.csatComment.value = "";
+    els.csatSend.disabled = true;
+    els.csatDone.hidden = true;
+    els.csat.hidden = false;
+    scrollToEnd(true);
+  }
+
+  function chooseScore(score) {
+    if (!state.csat) return;
+    state.csat.score = score;
+    const stars = els.csatScale.dataset.scale !== "emoji";
+    els.csatScale.querySelectorAll(".csat__choice").forEach((button) => {
+      const value = Number(button.dataset.score);
+      button.setAttribute("aria-pressed", String(value === score));
+      button.classList.toggle("csat__choice--on", stars ? value <= score : value === score);
+    });
+    els.csatSend.disabled = false;
+  }
+
+  function submitCsat(event) {
+    event.preventDefault();
+    if (!state.csat || state.csat.score === null) return;
+    const frame = {
+      type: "csat.create",
+      conversation_id: state.csat.conversationId,
+      score: state.csat.score,
+      comment: els.csatComment.value.trim().slice(0, 1000),
+    };
+    if (send(frame)) els.csatSend.disabled = true;
+  }
+
+  function onCsatRecorded(frame) {
+    if (!state.csat || frame.conversation_id !== state.csat.conversationId) return;
+    hideCsat();
+    els.csatDone.textContent = text.csatThanks;
+    els.csatDone.hidden = false;
+  }
+
+  function hideCsat() {
+    state.csat = null;
+    els.csat.hidden = true;
+    els.csatDone.hidden = true;
+  }
+
+  function endChat() {
+    if (state.conversationId === null || !state.status || state.status === "closed") return;
+    if (send({ type: "conversation.close", conversation_id: state.conversationId })) {
+      els.endChat.disabled = true;
+    }
+  }
+
   // --- Banner and notices ------------------------------------------------------------------
 
   function showBanner(message, isError) {
@@ -891,12 +1005,196 @@
   }
 
   function markSeen() {
+    sendRead();
     if (!state.open || state.conversationId === null || state.lastSeq <= seenSeq()) return;
     save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
   }
 
   function closePanel() {
     postToParent({ type: "widget.close" });
+  }
+
+  // --- Read receipts -----------------------------------------------------------------------
+
+  // Tell agents how far the visitor has read: only what is on screen in a visible panel.
+  function sendRead() {
+    if (!state.open || document.visibilityState !== "visible" || state.conversationId === null) return;
+    if (state.lastSeq <= state.readSent) return;
+    if (send({ type: "message.read", conversation_id: state.conversationId, seq: state.lastSeq })) {
+      state.readSent = state.lastSeq;
+    }
+  }
+
+  function onReceiptUpdated(frame) {
+    if (frame.conversation_id !== state.conversationId || frame.reader !== "agent") return;
+    state.agentReadSeq = Math.max(state.agentReadSeq, frame.seq);
+    showSeen();
+  }
+
+  // "Seen" under the visitor's latest message that an agent has read.
+  function showSeen() {
+    const old = els.messages.querySelector(".msg__seen");
+    let latest = null;
+    state.rendered.forEach((bubble, seq) => {
+      if (bubble.dataset.author === "visitor" && seq <= state.agentReadSeq) {
+        if (!latest || seq > Number(latest.dataset.seq)) latest = bubble;
+      }
+    });
+    if (old && old.parentNode === latest) return;
+    if (old) old.remove();
+    if (latest) latest.appendChild(element("div", "msg__seen", text.seen));
+  }
+
+  // --- Attachments -------------------------------------------------------------------------
+
+  function buildAttachment(attachment) {
+    const box = element("div", "msg__attachment");
+    box.dataset.attachmentId = attachment.id;
+    fillAttachment(box, attachment);
+    return box;
+  }
+
+  function fillAttachment(box, attachment) {
+    box.textContent = "";
+    if (attachment.thumbnail_url || (attachment.width && attachment.content_type.startsWith("image/"))) {
+      const image = element("img", "msg__image");
+      image.alt = attachment.name;
+      if (attachment.width && attachment.height) {
+        image.width = Math.min(220, attachment.width);
+      }
+      if (attachment.thumbnail_url) {
+        fileUrl(attachment.thumbnail_url).then((url) => (image.src = url), () => (image.alt = `${attachment.name} ✕`));
+      }
+      image.addEventListener("click", () => openFile(attachment.url));
+      box.appendChild(image);
+      return;
+    }
+    const link = element("a", "msg__file");
+    link.href = "#";
+    link.download = attachment.name;
+    link.title = text.download;
+    link.appendChild(element("span", "msg__file-name", attachment.name));
+    link.appendChild(element("span", "msg__file-size", formatSize(attachment.size)));
+    link.addEventListener("click", (event) => {
+      if (link.href.startsWith("blob:")) return; // fetched already: let the browser save it
+      event.preventDefault();
+      fileUrl(attachment.url).then((url) => {
+        link.href = url;
+        link.click();
+      }, () => showNotice(text.uploadFailed));
+    });
+    box.appendChild(link);
+  }
+
+  function onAttachmentUpdated(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    const bubble = state.rendered.get(frame.seq);
+    const box = bubble && bubble.querySelector(".msg__attachment");
+    if (box) fillAttachment(box, frame.attachment);
+  }
+
+  // Files answer only our token, which an <img src> cannot send: fetch, then a blob: URL.
+  function fileUrl(url) {
+    if (!state.fileUrls.has(url)) {
+      const fetched = fetch(url, { headers: authHeaders(), credentials: "omit" })
+        .then((response) => (response.ok ? response.blob() : Promise.reject(new Error(String(response.status)))))
+        .then((blob) => URL.createObjectURL(blob));
+      fetched.catch(() => state.fileUrls.delete(url));
+      state.fileUrls.set(url, fetched);
+    }
+    return state.fileUrls.get(url);
+  }
+
+  function openFile(url) {
+    fileUrl(url).then((blobUrl) => window.open(blobUrl, "_blank", "noopener"), () => showNotice(text.uploadFailed));
+  }
+
+  function authHeaders() {
+    const token = load(keys.token) || state.token;
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  }
+
+  function sendFiles(files) {
+    Array.from(files || []).forEach(sendFile);
+  }
+
+  function sendFile(file) {
+    if (state.stopped || !config.uploadUrl || !config.uploadMaxBytes) return;
+    if (needsConsent()) {
+      showNotice(text.consentNeeded);
+      els.consentBox.focus();
+      return;
+    }
+    if (file.size > config.uploadMaxBytes) {
+      showNotice(text.tooLarge);
+      return;
+    }
+    const clientId = newClientId();
+    // No data-client-id: the message.created echo must not adopt this placeholder (it has
+    // no attachment in it); the answer of the upload replaces it instead.
+    const bubble = buildMessage({ author: "visitor", body: fill(text.uploading, file.name) });
+    bubble.classList.add("msg--pending");
+    els.messages.appendChild(bubble);
+    scrollToEnd(true);
+    const form = new FormData();
+    form.append("client_id", clientId);
+    if (state.conversationId !== null) form.append("conversation_id", String(state.conversationId));
+    if (els.consentBox && els.consentBox.checked) form.append("consent", "true");
+    form.append("file", file, file.name);
+    fetch(config.uploadUrl, { method: "POST", body: form, headers: authHeaders(), credentials: "omit" })
+      .then((response) => response.json().then((data) => ({ ok: response.ok, data })))
+      .then(({ ok, data }) => {
+        if (!ok) throw new Error(data && data.message ? data.message : text.uploadFailed);
+        bubble.remove();
+        onMessageCreated(data); // also adopts (and syncs) a conversation the upload started
+      })
+      .catch((error) => {
+        failBubble(bubble);
+        showNotice(error && error.message ? error.message : text.uploadFailed);
+      });
+  }
+
+  function listenForFiles() {
+    if (!els.attach || !els.file) return;
+    if (!config.uploadMaxBytes) {
+      els.attach.hidden = true;
+      return;
+    }
+    els.file.accept = config.uploadTypes;
+    els.attach.addEventListener("click", () => els.file.click());
+    els.file.addEventListener("change", () => {
+      sendFiles(els.file.files);
+      els.file.value = "";
+    });
+    els.body.addEventListener("paste", (event) => {
+      const files = event.clipboardData && event.clipboardData.files;
+      if (files && files.length) {
+        event.preventDefault();
+        sendFiles(files);
+      }
+    });
+    const root = document.querySelector(".widget");
+    const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+    root.addEventListener("dragover", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      root.classList.add("widget--dragging");
+    });
+    root.addEventListener("dragleave", (event) => {
+      if (event.target === root || !root.contains(event.relatedTarget)) root.classList.remove("widget--dragging");
+    });
+    root.addEventListener("drop", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      root.classList.remove("widget--dragging");
+      sendFiles(event.dataTransfer.files);
+    });
   }
 
   // --- Start -------------------------------------------------------------------------------
@@ -919,12 +1217,16 @@
     els.body.addEventListener("keydown", onComposerKey);
     els.body.addEventListener("input", onComposerInput);
     els.handoff.addEventListener("click", requestHandoff);
+    els.endChat.addEventListener("click", endChat);
+    els.csat.addEventListener("submit", submitCsat);
     els.offline.addEventListener("submit", submitOffline);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && embedded) closePanel();
     });
     window.addEventListener("message", onParentMessage);
     window.addEventListener("online", reconnectNow);
+    document.addEventListener("visibilitychange", markSeen);
+    listenForFiles();
 
     applyConversation(null);
     // Someone with a stored token may have replies waiting: connect now to badge them.
