@@ -406,3 +406,22 @@ def test_it_makes_the_visitor_tick_the_consent_box_in_the_widget(browsers):  # n
         conversation = Conversation.objects.get()
         assert conversation.consent_text == site.consent_text
         assert conversation.consent_at is not None
+
+
+@pytest.mark.django_db
+def test_it_asks_consent_for_a_file_that_starts_a_conversation(site, visitor_a, tmp_path):
+    site.consent_text = "I agree that Acme stores this chat."
+    site.save()
+    url = reverse("widget_upload", args=[site.key])
+    auth = {"Authorization": f"Bearer {visitor_token(visitor_a)}"}
+
+    def send(**extra: str):
+        note = SimpleUploadedFile("note.txt", b"order 981", content_type="text/plain")
+        return DjangoClient().post(url, {"client_id": "f1", "file": note, **extra}, headers=auth)
+
+    refused = send()
+    assert refused.status_code == 400 and refused.json()["code"] == "consent_required"
+    assert not Conversation.objects.exists() and not Attachment.objects.exists()
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))  # the file was discarded
+    assert send(consent="true").status_code == 201
+    assert Conversation.objects.get().consent_text == site.consent_text
