@@ -19,7 +19,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
-from chat.models import Site, Visitor
+from chat.models import CsatRating, Site, Visitor
 
 # A leaked JWT is a login: one that lives longer than this is refused.
 JWT_MAX_LIFETIME_SECONDS = 24 * 3600
@@ -134,6 +134,7 @@ def visitor_identify(*, visitor: Visitor, identity: Identity) -> Visitor:
             with transaction.atomic():
                 if existing is not None:
                     if visitor.external_id is None:
+                        CsatRating.objects.filter(visitor=visitor).update(visitor=existing)
                         visitor.conversations.update(visitor=existing)
                     return _contact_set(existing, identity)
                 if visitor.external_id is None:
