@@ -166,3 +166,35 @@ def attachment_for_visitor(*, visitor: Visitor, attachment_id: str) -> Attachmen
     if attachment is None:
         raise NotFound
     return attachment
+
+
+class VisitorConversations:
+    """The conversations one widget socket has been allowed, each checked once.
+
+    A conversation changes visitor only when an anonymous visitor signs in (a verified
+    identity, ``chat/services/identity.py``): it moves to the same person's identified
+    visitor. So a check stays true for the socket's life:
+    ``remembered`` spares a hot frame (a message) the look-up; its state (status,
+    assignee) may be stale, so frames that show state use ``fetch``.
+    """
+
+    def __init__(self, visitor: Visitor) -> None:
+        self.visitor = visitor
+        self.allowed: dict[int, Conversation] = {}
+
+    def fetch(self, conversation_id: int) -> Conversation:
+        conversation = conversation_for_visitor(
+            visitor=self.visitor, conversation_id=conversation_id
+        )
+        conversation.visitor = self.visitor  # one object: a name set on this socket shows
+        self.allowed[conversation.pk] = conversation
+        return conversation
+
+    def remembered(self, conversation_id: int) -> Conversation:
+        known = self.allowed.get(conversation_id)
+        return known if known is not None else self.fetch(conversation_id)
+
+    def remember(self, conversation: Conversation) -> None:
+        """One the visitor just started (so it is theirs)."""
+        if conversation.visitor_id == self.visitor.pk:
+            self.allowed[conversation.pk] = conversation

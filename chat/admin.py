@@ -27,18 +27,22 @@ from chat.knowledge.formats import KbFormat
 from chat.models import (
     Agent,
     Article,
+    Attachment,
     AuditLog,
     CannedReply,
     Conversation,
     CsatRating,
+    Delivery,
     FaqEntry,
     Label,
     Message,
     Site,
+    SiteApiKey,
     Team,
     Visitor,
 )
 from chat.services import privacy
+from chat.services.attachments import attachment_files_delete
 from chat.services.knowledge import (
     ImportReport,
     decode_upload,
@@ -47,6 +51,7 @@ from chat.services.knowledge import (
     knowledge_reindex_after_commit,
     site_faq_entries,
 )
+from chat.services.proactive import site_api_key_create
 
 
 class TeamInline(admin.TabularInline):
@@ -60,13 +65,46 @@ def download(content: str, fmt: KbFormat, stem: str) -> HttpResponse:
     return response
 
 
+class SiteApiKeyInline(admin.TabularInline):
+    """Keys are created by the site list's actions; here they can only be seen or revoked."""
+
+    model = SiteApiKey
+    extra = 0
+    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    can_delete = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
     list_display = ["name", "key", "language", "bot_enabled", "bot_threshold", "created_at"]
     search_fields = ["name", "key", "allowed_origins"]
     readonly_fields = ["created_at"]
-    inlines = [TeamInline]
+    inlines = [TeamInline, SiteApiKeyInline]
     change_form_template = "admin/chat/site/change_form.html"
+    actions = ["create_api_key", "rotate_api_keys"]
+
+    @admin.action(description="Create an API key (shown once)")
+    def create_api_key(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._new_keys(request, queryset, rotate=False)
+
+    @admin.action(description="Rotate API keys: revoke the old ones, create one (shown once)")
+    def rotate_api_keys(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._new_keys(request, queryset, rotate=True)
+
+    def _new_keys(self, request: HttpRequest, queryset: QuerySet[Site], *, rotate: bool) -> None:
+        for site in queryset:
+            _key, secret = site_api_key_create(
+                site=site, name=f"admin {request.user}", rotate=rotate
+            )
+            self.message_user(
+                request,
+                f"New API key for {site.name} (copy it now; it is not stored): {secret}",
+                messages.WARNING,
+            )
 
     def get_urls(self) -> list[URLPattern]:
         export = path(
@@ -425,4 +463,29 @@ class ConversationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    # Rows of attachments go with their conversation; their stored files go here, after commit.
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        attachment_files_delete(attachments=Attachment.objects.filter(conversation=obj))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        attachment_files_delete(attachments=Attachment.objects.filter(conversation__in=queryset))
+        super().delete_queryset(request, queryset)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    """Every push and e-mail we tried to send, and how it went (read only)."""
+
+    list_display = ["created_at", "channel", "kind", "status", "attempts", "recipient", "error"]
+    list_filter = ["channel", "kind", "status"]
+    search_fields = ["recipient", "error"]
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

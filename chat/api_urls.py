@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import api
+from chat import api_privacy as api
 
 app_name = "api"
 

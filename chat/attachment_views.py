@@ -89,6 +89,11 @@ def upload_fields(request: HttpRequest, max_bytes: int) -> tuple[str, UploadedFi
     return client_id, upload
 
 
+def rate_limited_response(limited: ratelimit.RateLimited, ref: str | None = None) -> JsonResponse:
+    message = _("Too many requests; try again in %(n)d seconds.") % {"n": limited.retry_after}
+    return error_response(ErrorCode.RATE_LIMITED, message, 429, ref, limited.retry_after)
+
+
 def refused_upload(refused: UploadRefused, client_id: str) -> JsonResponse:
     return error_response(refused.code, refused.message, refused.status, client_id)
 
@@ -108,8 +113,7 @@ def widget_upload(request: HttpRequest, key: str) -> JsonResponse:
             site_id=site.pk, visitor_id=visitor.pk, ip=request.META.get("REMOTE_ADDR") or "unknown"
         )
     except ratelimit.RateLimited as limited:
-        message = _("Too many files; try again in %(n)d seconds.") % {"n": limited.retry_after}
-        return error_response(ErrorCode.RATE_LIMITED, message, 429, retry_after=limited.retry_after)
+        return rate_limited_response(limited)
     try:
         client_id, upload = upload_fields(request, site.upload_max_bytes)
         conversation = visitor_conversation(request, visitor)
@@ -128,6 +132,8 @@ def widget_upload(request: HttpRequest, key: str) -> JsonResponse:
     except conversations.ConsentRequired:
         message = _("Please agree to the terms before chatting.")
         return error_response(ErrorCode.CONSENT_REQUIRED, message, 400, client_id)
+    except ratelimit.RateLimited as limited:  # a new conversation over the visitor's limit
+        return rate_limited_response(limited, client_id)
     return posted_response(posted)
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from asgiref.sync import async_to_sync
+from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -41,6 +45,8 @@ from chat.protocol import (
     ProtocolError,
     SessionReady,
     SyncDone,
+    TranscriptQueued,
+    TranscriptRequest,
     TypingStart,
     TypingStarted,
     VisitorIdentified,
@@ -52,8 +58,15 @@ from chat.protocol import (
     parse_frame,
 )
 from chat.ratelimit import RateLimited
-from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, csat, identity, presence, receipts
+from chat.realtime import (
+    FORWARD,
+    agent_group,
+    agents_group,
+    send_now,
+    site_agents_group,
+    visitor_group,
+)
+from chat.services import conversations, csat, identity, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -72,11 +85,45 @@ log = logging.getLogger(__name__)
 TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
+@cache
+def frame_threads() -> ThreadPoolExecutor:
+    """The threads that run socket frames, shared by every socket of the process.
+
+    Channels runs all sync consumers in one thread, so one socket's database round trip
+    held up every other socket and every delivery. Frames of one socket still run one at a
+    time, in order (the consumer awaits each before reading the next).
+    """
+    return ThreadPoolExecutor(
+        max_workers=settings.HELPDESK_FRAME_THREADS, thread_name_prefix="frames"
+    )
+
+
 class ProtocolConsumer(WebsocketConsumer):
     """Shared frame loop: size limit, parsing, typed errors, group bookkeeping."""
 
     frames: Any
     handlers: dict[type[Frame], Callable[[Any], None]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.raw_send: Callable[[dict[str, Any]], Awaitable[None]] = send
+        await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
+        if message["type"] == FORWARD:
+            # A finished frame from the layer: straight out, no thread, no database.
+            text = json.dumps(message["frame"], ensure_ascii=False)
+            await self.raw_send({"type": "websocket.send", "text": text})
+            return
+        run = DatabaseSyncToAsync(
+            self.dispatch_sync, thread_sensitive=False, executor=frame_threads()
+        )
+        await run(message)
+
+    def dispatch_sync(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        handler(message)
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
@@ -109,9 +156,6 @@ class ProtocolConsumer(WebsocketConsumer):
     def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             self.leave(group)
-
-    def frame_forward(self, event: dict[str, Any]) -> None:
-        self.send_json(event["frame"])
 
     def send_json(self, data: dict[str, Any]) -> None:
         self.send(text_data=json.dumps(data, ensure_ascii=False))
@@ -190,6 +234,7 @@ class WidgetConsumer(ProtocolConsumer):
             MessageRead: self.message_read,
             ConversationClose: self.conversation_close,
             CsatCreate: self.csat_create,
+            TranscriptRequest: self.transcript_request,
         }
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
@@ -206,6 +251,7 @@ class WidgetConsumer(ProtocolConsumer):
             self.send_json(rate_limited_error(limited).frame())
             return self.close(code=CLOSE_RATE_LIMITED)
         self.site, self.visitor = site, visitor
+        self.allowed = access.VisitorConversations(visitor)
         self.accept()
         latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
@@ -227,9 +273,7 @@ class WidgetConsumer(ProtocolConsumer):
         )
 
     def conversation(self, conversation_id: int) -> Conversation:
-        return access.conversation_for_visitor(
-            visitor=self.visitor, conversation_id=conversation_id
-        )
+        return self.allowed.fetch(conversation_id)
 
     def conversation_sync(self, frame: ConversationSync) -> None:
         conversation = self.conversation(frame.conversation_id)
@@ -246,7 +290,7 @@ class WidgetConsumer(ProtocolConsumer):
         body = self.check_body(frame)
         conversation = None
         if frame.conversation_id is not None:
-            conversation = self.conversation(frame.conversation_id)
+            conversation = self.allowed.remembered(frame.conversation_id)
         ratelimit.message_hit(
             site_id=self.site.pk, visitor_id=self.visitor.pk, ip=client_ip(self.scope)
         )
@@ -257,9 +301,11 @@ class WidgetConsumer(ProtocolConsumer):
             client_id=frame.client_id,
             team_id=frame.team_id,
             consent=frame.consent,
+            page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
+        self.allowed.remember(message.conversation)
         self.join(visitor_group(message.conversation_id))
         self.send_frame(
             MessageAck(
@@ -302,6 +348,7 @@ class WidgetConsumer(ProtocolConsumer):
                 self.leave(group)
             self.groups_joined.clear()
             self.visitor = visitor
+            self.allowed = access.VisitorConversations(visitor)
         latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
             VisitorIdentified(
@@ -310,6 +357,16 @@ class WidgetConsumer(ProtocolConsumer):
                 conversation=conversation_frame(latest) if latest else None,
             )
         )
+
+    def transcript_request(self, frame: TranscriptRequest) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.visitor.refresh_from_db(fields=["email"])
+        if not self.visitor.email:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("Leave your e-mail address first."), "transcript"
+            )
+        notifications.transcript_send(conversation=conversation)
+        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=self.visitor.email))
 
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
 #    and ``agent_read_seq``; ratings at close: ``conversation.close``, ``csat.create``
 #    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
+#    notifications: ``transcript.request``/``transcript.queued`` (widget),
+#    ``notification.created`` (console); ``message.create`` gains ``page_url``.
 #    identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
 #    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
 #    ``message.create`` gains ``consent``, error ``consent_required``.
@@ -91,6 +93,8 @@ class MessageCreate(ClientFrame):
     conversation_id: ConversationId | None = None
     # Widget, first message only: the team the visitor chose before chatting (pre-chat).
     team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    # Widget, first message only: the page the visitor chats from (links in e-mails lead back).
+    page_url: Annotated[str, Field(max_length=500)] | None = None
     # Widget, first message only: the visitor ticked the site's consent text.
     consent: bool = False
 
@@ -137,7 +141,7 @@ class MessageRead(ClientFrame):
 
     type: Literal["message.read"]
     conversation_id: ConversationId
-    seq: Seq
+    seq: Annotated[int, Field(ge=1, le=2**31)]
 
 
 class Ping(ClientFrame):
@@ -167,6 +171,13 @@ class VisitorIdentify(ClientFrame):
     jwt: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
+class TranscriptRequest(ClientFrame):
+    """E-mail me this conversation (to the address the visitor left)."""
+
+    type: Literal["transcript.request"]
+    conversation_id: ConversationId
+
+
 WidgetFrame = Annotated[
     ConversationSync
     | MessageCreate
@@ -178,7 +189,8 @@ WidgetFrame = Annotated[
     | MessageRead
     | ConversationClose
     | CsatCreate
-    | VisitorIdentify,
+    | VisitorIdentify
+    | TranscriptRequest,
     Field(discriminator="type"),
 ]
 
@@ -455,6 +467,30 @@ class InboxChanged(Frame):
 
     type: Literal["inbox.changed"] = "inbox.changed"
     conversation_id: int
+
+
+class TranscriptQueued(Frame):
+    """Widget: the transcript is on its way to ``email``."""
+
+    type: Literal["transcript.queued"] = "transcript.queued"
+    conversation_id: int
+    email: str
+
+
+class NotificationCreated(Frame):
+    """Console, to one agent: something they asked to hear about (a new conversation in
+    the queue, one assigned to them, a customer's reply). The console plays a sound, badges
+    its title and shows a browser notification when its tab is hidden."""
+
+    type: Literal["notification.created"] = "notification.created"
+    kind: Literal["queued", "assigned", "reply"]
+    conversation_id: int
+    title: str
+    body: str
+    url: str
+    # Notifications with one tag replace each other (the page's and the service worker's).
+    tag: str
+    sound: bool
 
 
 class Pong(Frame):

@@ -39,10 +39,29 @@ def send_now(groups: list[str], frame: Frame) -> None:
     if layer is None:
         return
     event: dict[str, Any] = {"type": FORWARD, "frame": dump(frame)}
+    async_to_sync(_group_send_all)(layer, groups, event)
+
+
+async def _group_send_all(layer: Any, groups: list[str], event: dict[str, Any]) -> None:
+    # One hop from the calling thread to the event loop for all groups, not one per group.
     for group in groups:
-        async_to_sync(layer.group_send)(group, event)
+        await layer.group_send(group, event)
 
 
 def send_after_commit(groups: list[str], frame: Frame) -> None:
     """Broadcast ``frame`` once the current transaction commits, so nobody sees a rollback."""
     transaction.on_commit(lambda: send_now(groups, frame), robust=True)
+
+
+def send_many_after_commit(events: list[tuple[list[str], Frame]]) -> None:
+    """``send_after_commit`` for many frames, all in one hop to the event loop."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    prepared = [(groups, {"type": FORWARD, "frame": dump(frame)}) for groups, frame in events]
+
+    async def send_all() -> None:
+        for groups, event in prepared:
+            await _group_send_all(layer, groups, event)
+
+    transaction.on_commit(async_to_sync(send_all), robust=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import attachment_views, views
+from chat import attachment_views, views, views_notifications
 
 app_name = "console"
 
@@ -20,6 +20,11 @@ urlpatterns = [
     path("c/<int:conversation_id>/files/", attachment_views.console_upload, name="upload"),
     path("reports/", views.console_reports, name="reports"),
     path("reports/export.csv", views.console_reports_csv, name="reports_csv"),
+    path("push/subscribe/", views_notifications.console_push_subscribe, name="push_subscribe"),
+    path(
+        "push/unsubscribe/", views_notifications.console_push_unsubscribe, name="push_unsubscribe"
+    ),
+    path("notifications/", views_notifications.console_notifications, name="notifications"),
     path("review/", views.console_review, name="review"),
     path("review/draft/", views.console_review_draft, name="review_draft"),
     path("review/create/", views.console_review_create, name="review_create"),

@@ -39,12 +39,15 @@ from chat.services import (
     csat,
     inbox,
     labels,
+    notifications,
     presence,
     reports,
     review,
     transfer,
 )
 from chat.services import lists as console_lists
+from chat.services.visitors import visitor_token
+from chat.transports import vapid_public_key
 from chat.useragent import browser_summary
 
 DEMO_SITE_KEY = "acme-demo"
@@ -71,6 +74,9 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
     own = normalise_origin(request.build_absolute_uri("/"))
     parent_origin = parent if parent and (parent == own or site.allows_origin(parent)) else ""
     language = site.language or translation.get_language()
+    # A link from an e-mail or a notification: this browser becomes that conversation's visitor.
+    resumed = notifications.conversation_from_resume(request.GET.get("resume", ""))
+    resume = resumed[0] if resumed and resumed[0].site_id == site.pk else None
     with translation.override(language):
         response = render(
             request,
@@ -81,6 +87,9 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
                 "language": language,
                 "protocol_version": PROTOCOL_VERSION,
                 "max_chars": settings.HELPDESK_MAX_MESSAGE_CHARS,
+                "resume_token": visitor_token(resume.visitor) if resume else "",
+                "resume_conversation": resume.pk if resume else "",
+                "vapid_public_key": vapid_public_key(),
             },
         )
     # blob: images are attachments the widget fetched with its token (no cookie to send).
@@ -117,6 +126,7 @@ def _queue_context(request: HttpRequest) -> dict[str, object]:
     lists = console_lists.queue_lists(user=request.user, label_id=label_id)
     return {
         "waiting": lists.waiting,
+        "waiting_total": lists.waiting_total,
         "mine": lists.mine,
         "mine_unread": lists.mine_unread,
         "labels": lists.labels,

@@ -28,6 +28,9 @@ from chat.services.visitors import visitor_token
 from helpdesk import celery_app
 from helpdesk.asgi import application
 
+# Local protocol peers as fixtures: ``push_service`` (Web Push) and ``smtp_server`` (mail).
+pytest_plugins = ["tests.push_service", "tests.smtp_server"]
+
 # The SQLite test database and server logs live here.
 (Path(__file__).resolve().parent.parent / "var").mkdir(exist_ok=True)
 
@@ -60,6 +63,13 @@ ACME_FAQ = [
         "zh-hans",
     ),
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def bot_libraries_loaded() -> None:
+    """``bots`` imports numpy and scikit-learn on first use (web processes never need them);
+    tests answer with the bot inline, so load them once here, outside any socket's timeout."""
+    import bots.knowledge  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

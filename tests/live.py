@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,8 +11,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
+from websockets.sync.client import ClientConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,3 +91,13 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"daphne did not listen on port {port} within {timeout} s")
+
+
+def frames_until(ws: ClientConnection, frame_type: str, **match: Any) -> list[dict[str, Any]]:
+    """Read frames up to and including the first of ``frame_type`` matching ``match``."""
+    seen = []
+    while True:
+        frame = json.loads(ws.recv(timeout=10))
+        seen.append(frame)
+        if frame["type"] == frame_type and all(frame.get(k) == v for k, v in match.items()):
+            return seen

@@ -23,6 +23,7 @@ from chat.models import Attachment, BotDecision, Conversation, CsatRating, Label
 from chat.services.attachments import attachment_send_from_visitor
 from chat.services.csat import csat_link
 from chat.services.messages import message_post
+from chat.services.notifications import resume_token
 from chat.services.visitors import visitor_token
 from tests.conftest import Client, console_connect, console_for, widget_for
 
@@ -48,6 +49,7 @@ class World:
     label: Label  # one of Acme's labels
     attachment: Attachment  # a file Ben sent in his Support-only conversation
     rating_link: str  # the signed link to rate Ben's conversation
+    resume_token: str  # the signed link back to Ben's conversation
 
 
 def text_file() -> SimpleUploadedFile:
@@ -79,6 +81,7 @@ class Route:
     data: Callable[[World], dict[str, Any]] = lambda world: {}
     headers: dict[str, str] = field(default_factory=dict)
     label: str = ""
+    redirect: str = "/login/"  # where a 302 must lead
 
     def __post_init__(self) -> None:
         for visitor in ("visitor_a", "visitor_b"):
@@ -151,8 +154,30 @@ ROUTES = [
     ),
     Route("attachment", BENS_FILE, args=lambda w: [w.attachment.public_id]),
     Route("attachment_thumbnail", BENS_FILE, args=lambda w: [w.attachment.public_id]),
-    # The signed link itself is the customer's key: whoever holds it may rate.
+    # The signed link itself is the customer's key: whoever holds it may rate, or resume.
     Route("csat_rate", EVERYONE, args=lambda w: [w.rating_link]),
+    Route(
+        "resume",
+        dict.fromkeys(PERSONAS, 302),
+        args=lambda w: [w.resume_token],
+        redirect="https://shop.acme.test/#hd-resume=",  # the site's page, the widget opened
+    ),
+    Route("service_worker", EVERYONE),
+    # The visitor's token travels in the JSON body; without one nobody subscribes.
+    Route("widget_push_subscribe", dict.fromkeys(PERSONAS, 400), "POST", lambda w: [w.site.key]),
+    Route(
+        "console:push_subscribe",
+        CONSOLE | {"alice": 400, "bob": 400, "charlie": 400, "admin": 403},
+        "POST",
+    ),
+    Route(
+        "console:push_unsubscribe",
+        CONSOLE | {"alice": 400, "bob": 400, "charlie": 400, "admin": 400},
+        "POST",
+    ),
+    Route("console:notifications", CONSOLE | {"admin": 404}),  # only agents have preferences
+    # A site's server with its API key (tests/test_proactive*.py); no key, no entry.
+    Route("api_messages", dict.fromkeys(PERSONAS, 401), "POST", lambda w: [w.site.key]),
     Route(
         "console:review_draft",
         CONSOLE | {"charlie": 404},
@@ -234,7 +259,10 @@ def world(site, other_site, support, visitor_a, visitor_b) -> World:
         requested_at=timezone.now(),
     )
     link = csat_link(support_only).rstrip("/").rsplit("/", 1)[-1]
-    return World(site, shared, support_only, other, decision, visitor_a, label, attachment, link)
+    resume = resume_token(support_only)
+    return World(
+        site, shared, support_only, other, decision, visitor_a, label, attachment, link, resume
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -281,7 +309,7 @@ def test_it_answers_each_persona_as_the_table_says(world, people, route):
         response = send(url, route.data(world), headers=headers)
         answered[persona] = response.status_code
         if response.status_code == 302:
-            assert "/login/" in response["Location"], persona
+            assert route.redirect in response["Location"], persona
     assert answered == route.expect
 
 
@@ -316,6 +344,7 @@ def widget_frame(kind: str, conversation_id: int) -> dict[str, Any] | None:
         "message.read": {"conversation_id": conversation_id, "seq": 1},
         "conversation.close": {"conversation_id": conversation_id},
         "csat.create": {"conversation_id": conversation_id, "score": 5},
+        "transcript.request": {"conversation_id": conversation_id},
         "ping": None,
         "visitor.update": None,  # the visitor's own contact details
         "visitor.identify": None,  # who the visitor is: see test_identity.py

@@ -287,6 +287,39 @@ def test_it_refuses_a_damaged_image(chat_a, visitor_a, media):
     assert "damaged" in assert_refused(response, 415, "unsupported_type", media)
 
 
+def test_it_refuses_an_image_whose_pixels_do_not_decode(chat_a, visitor_a, media):
+    truncated = image_bytes("JPEG", (800, 600))[:2000]  # a fine header, then nothing
+    response = widget_post(visitor_a, truncated, "photo.jpg", conversation=chat_a)
+    assert "damaged" in assert_refused(response, 415, "unsupported_type", media)
+
+
+def test_it_keeps_a_big_image_that_cannot_be_thumbnailed_as_a_download(
+    chat_a, visitor_a, settings, django_capture_on_commit_callbacks
+):
+    settings.HELPDESK_THUMBNAIL_INLINE_PIXELS = 0  # the task's path
+    truncated = image_bytes("JPEG", (800, 600))[:2000]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = widget_post(visitor_a, truncated, "photo.jpg", conversation=chat_a)
+    assert response.status_code == 201
+    attachment = Attachment.objects.get()
+    assert not attachment.thumbnail
+    assert fetch(response.json()["attachment"]["url"], visitor=visitor_a).status_code == 200
+
+
+def test_it_refuses_a_file_that_would_start_a_conversation_over_the_limit(
+    site, visitor_a, settings, media
+):
+    settings.HELPDESK_RATE_CONVERSATIONS_PER_HOUR = 1
+    Conversation.objects.create(site=site, visitor=visitor_a, status="closed")
+    from chat import ratelimit
+
+    ratelimit.conversation_start_hit(visitor_id=visitor_a.pk)  # the closed one's start
+    response = widget_post(visitor_a, PDF, "x.pdf")  # no open conversation: a new one
+    assert response.status_code == 429 and response.json()["code"] == "rate_limited"
+    assert response.json()["ref"] == "f1"
+    assert stored_files(media) == []
+
+
 def test_it_refuses_an_empty_file_and_a_missing_one(chat_a, visitor_a, media):
     response = widget_post(visitor_a, b"", "empty.txt", conversation=chat_a)
     assert assert_refused(response, 400, "invalid_frame", media) == "The file is empty."
@@ -408,3 +441,41 @@ async def test_it_makes_big_thumbnails_in_a_task_and_says_when_they_are_ready(
     synced = await widget.expect("message.created", seq=created["seq"])
     assert synced["attachment"]["thumbnail_url"] == ready["attachment"]["thumbnail_url"]
     await widget.close()
+
+
+# --- Per-site settings -------------------------------------------------------------------
+
+
+def test_it_lets_admins_set_a_sites_limits_and_refuses_unknown_types(site, admin):
+    from django.core.exceptions import ValidationError
+
+    client = HttpClient()
+    client.force_login(admin)
+    page = client.get(reverse("admin:chat_site_change", args=[site.pk])).content.decode()
+    assert 'name="upload_max_bytes"' in page and 'name="upload_types"' in page
+    site.upload_types = "image/png, text/html"
+    with pytest.raises(ValidationError) as refused:
+        site.full_clean()
+    assert "text/html" in str(refused.value.message_dict["upload_types"])
+    site.upload_types = "image/png,application/zip"
+    site.upload_max_bytes = 200 * 1024 * 1024  # over the 100 MiB ceiling
+    with pytest.raises(ValidationError) as refused:
+        site.full_clean()
+    assert set(refused.value.message_dict) == {"upload_max_bytes"}
+
+
+def test_it_deletes_the_stored_files_with_their_conversation_in_the_admin(
+    chat_a, visitor_a, admin, media, django_capture_on_commit_callbacks
+):
+    widget_post(visitor_a, image_bytes(), "parcel.png", conversation=chat_a)
+    assert len(stored_files(media)) == 2  # the image and its thumbnail
+    client = HttpClient()
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:chat_conversation_delete", args=[chat_a.pk]), {"post": "yes"}
+        )
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=chat_a.pk).exists()
+    assert Attachment.objects.count() == 0
+    assert stored_files(media) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,8 @@ def test_it_carries_files_typing_and_seen_between_widget_and_console(
     Image.new("RGB", (800, 600), (30, 120, 200)).save(photo)
     label = tmp_path / "return-label.pdf"
     label.write_bytes(b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n")
+    disguised = tmp_path / "invoice.pdf"
+    disguised.write_bytes(photo.read_bytes())
 
     with daphne_server({"MEDIA_ROOT": str(tmp_path / "media")}) as base:
         visitor = browsers()
@@ -96,10 +100,33 @@ def test_it_carries_files_typing_and_seen_between_widget_and_console(
         wait(agent).until(
             ec.visibility_of_element_located((By.CSS_SELECTOR, ".msg--agent .msg__seen"))
         )
-        assert severe_errors(visitor, agent) == []
+
+        assert severe_errors(visitor, agent) == []  # no CSP violation, no failed request
+
+        # A refused file: Alice is told why, and nothing is left pending.
+        agent.find_element(By.ID, "reply-file").send_keys(str(disguised))
+        toast = wait(agent).until(ec.visibility_of_element_located((By.ID, "toast")))
+        assert "named like a PDF document but contains a PNG image" in toast.text
+        assert agent.find_elements(By.CSS_SELECTOR, "#transcript .msg--pending") == []
 
 
-def test_it_shows_the_reason_when_the_widget_refuses_a_file(
+# Builds a File from base64 and hands it to the widget the way a paste or a drop would.
+GIVE_FILE = """
+const [how, name, type, b64] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const data = new DataTransfer();
+data.items.add(new File([bytes], name, { type }));
+if (how === "paste") {
+  document.getElementById("body").dispatchEvent(
+    new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+} else {
+  document.getElementById("messages").dispatchEvent(
+    new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+}
+"""
+
+
+def test_it_shows_the_reason_when_the_widget_refuses_a_file_and_takes_pastes_and_drops(
     browsers,  # noqa: F811
     site,
     tmp_path: Path,
@@ -114,3 +141,16 @@ def test_it_shows_the_reason_when_the_widget_refuses_a_file(
         notice = wait(visitor).until(ec.visibility_of_element_located((By.ID, "notice")))
         assert "not accepted" in notice.text
         assert visitor.find_elements(By.CSS_SELECTOR, ".msg--failed")
+
+        # A pasted screenshot and a dropped text file are sent like picked ones.
+        png = io.BytesIO()
+        Image.new("RGB", (64, 48), (10, 200, 90)).save(png, "PNG")
+        encoded = base64.b64encode(png.getvalue()).decode()
+        visitor.execute_script(GIVE_FILE, "paste", "screenshot.png", "image/png", encoded)
+        wait(visitor).until(lambda d: d.execute_script(LOADED_IMAGE, ".msg--visitor .msg__image"))
+        notes = base64.b64encode(b"order 1234\n").decode()
+        visitor.execute_script(GIVE_FILE, "drop", "notes.txt", "text/plain", notes)
+        link = wait(visitor).until(
+            ec.visibility_of_element_located((By.CSS_SELECTOR, ".msg--visitor a.msg__file"))
+        )
+        assert link.get_attribute("download") == "notes.txt"

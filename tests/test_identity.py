@@ -152,7 +152,7 @@ async def test_it_takes_an_unsigned_identity_as_contact_details_only_when_option
     other = await identify(second, external_id="cust-7")
     assert other["visitor"]["id"] != answer["visitor"]["id"]  # never linked
     visitor = await database_sync_to_async(Visitor.objects.get)(public_id=answer["visitor"]["id"])
-    assert (visitor.name, visitor.email, visitor.external_id) == ("Ann", "ann@example.com", None)
+    assert (visitor.name, visitor.email, visitor.external_id) == ("Ann", "ann@example.com", "")
     await first.close()
     await second.close()
 

@@ -219,7 +219,7 @@ def test_it_erases_text_and_identity_but_keeps_anonymised_statistics(
     assert (visitor.name, visitor.email, visitor.external_id, visitor.user_agent) == (
         "",
         "",
-        None,
+        "",
         "",
     )
     assert str(visitor.public_id) != old_id and visitor.erased_at is not None

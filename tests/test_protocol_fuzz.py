@@ -53,8 +53,10 @@ WIDGET_TYPES = {
     "feedback.create",
     "typing.start",
     "ping",
+    "message.read",
+    "transcript.request",
 }
-CONSOLE_TYPES = {"conversation.sync", "message.create", "typing.start", "ping"}
+CONSOLE_TYPES = {"conversation.sync", "message.create", "typing.start", "ping", "message.read"}
 # Frames that arrive on their own (broadcasts), as opposed to direct answers.
 LIVE_TYPES = {
     "message.created",
@@ -67,6 +69,9 @@ LIVE_TYPES = {
     "message.stream_ended",
     "agent.updated",
     "conversation.returned",
+    "receipt.updated",
+    "attachment.updated",
+    "notification.created",
 }
 
 
@@ -228,8 +233,10 @@ REQUIRED = {
     "feedback.create": ["conversation_id", "seq", "helpful"],
     "typing.start": ["conversation_id"],
     "ping": [],
+    "message.read": ["conversation_id", "seq"],
+    "transcript.request": ["conversation_id"],
 }
-CONSOLE_ONLY_VALID = {"conversation.sync", "message.create", "typing.start", "ping"}
+CONSOLE_ONLY_VALID = CONSOLE_TYPES
 
 
 def valid_frame(kind: str, conversation_id: int) -> dict[str, Any]:
@@ -240,6 +247,8 @@ def valid_frame(kind: str, conversation_id: int) -> dict[str, Any]:
         frame |= {"client_id": "fuzz", "body": "Hello", "conversation_id": conversation_id}
     elif kind == "feedback.create":
         frame |= {"conversation_id": conversation_id, "seq": 2, "helpful": True}
+    elif kind == "message.read":
+        frame |= {"conversation_id": conversation_id, "seq": 2}
     elif kind != "ping":
         frame |= {"conversation_id": conversation_id}
     return frame

@@ -14,8 +14,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import QuerySet
 
 from chat.models import Agent, Attachment, Conversation, Message, Visitor
 from chat.protocol import AttachmentUpdated
@@ -23,7 +25,13 @@ from chat.realtime import agents_group, send_after_commit, visitor_group
 from chat.services import conversations
 from chat.services.frames import attachment_frame
 from chat.services.messages import Posted
-from chat.services.uploads import IMAGE_TYPES, Inspected, thumbnail_bytes, upload_inspect
+from chat.services.uploads import (
+    IMAGE_TYPES,
+    Inspected,
+    UploadRefused,
+    thumbnail_bytes,
+    upload_inspect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +154,11 @@ def attachment_thumbnail_make(*, attachment_id: int) -> None:
     attachment = Attachment.objects.select_related("message").filter(pk=attachment_id).first()
     if attachment is None or attachment.thumbnail or attachment.width is None:
         return
-    _thumbnail_save(attachment)
+    try:
+        _thumbnail_save(attachment)
+    except UploadRefused:  # the pixels are damaged: the file stays a download
+        log.warning("attachment %s: no thumbnail, the image does not decode", attachment.pk)
+        return
     with transaction.atomic():
         attachment.save(update_fields=["thumbnail"])
         message = attachment.message
@@ -160,3 +172,16 @@ def attachment_thumbnail_make(*, attachment_id: int) -> None:
                 attachment=attachment_frame(message.meta["attachment"]),
             ),
         )
+
+
+def attachment_files_delete(*, attachments: QuerySet[Attachment]) -> int:
+    """Delete the stored files of ``attachments`` once the transaction that deletes their
+    rows (with their messages or conversations) commits; a rollback keeps them."""
+    names = [name for pair in attachments.values_list("file", "thumbnail") for name in pair if name]
+
+    def delete() -> None:
+        for name in names:
+            default_storage.delete(name)
+
+    transaction.on_commit(delete, robust=True)
+    return len(names)

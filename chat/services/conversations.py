@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -12,10 +13,12 @@ from django.utils.translation import gettext as _
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.services import notifications
 from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
+from chat.services.group_commit import group_commit
 from chat.services.inbox import inbox_notify
-from chat.services.messages import Posted, message_post
+from chat.services.messages import ConversationClosed, Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
 
@@ -35,6 +38,10 @@ def conversation_start(
     team_id: int | None = None,
     consent: bool = False,
 ) -> Conversation:
+    # Only a page of the site itself: e-mailed links lead back there.
+    page_url = page_url if page_url.startswith(("https://", "http://")) else ""
+    if page_url and not site.allows_origin(page_url):
+        page_url = ""
     status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
     conversation = Conversation.objects.create(
         # What the visitor agreed to, as it read when they did.
@@ -51,6 +58,7 @@ def conversation_start(
     )
     if not site.bot_enabled:
         _announce_queue(site.pk)
+        _after_commit(lambda: notifications.agents_notify_queued(conversation=conversation))
     return conversation
 
 
@@ -62,6 +70,7 @@ def visitor_message_send(
     client_id: str,
     team_id: int | None = None,
     consent: bool = False,
+    page_url: str = "",
     on_conversation: Callable[[Conversation], None] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Posted:
@@ -74,6 +83,17 @@ def visitor_message_send(
 
     A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
     """
+    if conversation is not None and not meta:
+        # The common case, words in an open conversation: one short transaction.
+        if on_conversation is not None:
+            on_conversation(conversation)
+        try:
+            posted = _visitor_post_open(conversation=conversation, body=body, client_id=client_id)
+        except ConversationClosed:
+            conversation.status = Conversation.Status.CLOSED
+        else:
+            _visitor_message_stored(conversation, posted)
+            return posted
     stored = (
         Message.objects.select_related("conversation__visitor", "agent")
         .filter(conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id)
@@ -89,13 +109,29 @@ def visitor_message_send(
                 raise ConsentRequired  # before the rate limit counts a conversation
             ratelimit.conversation_start_hit(visitor_id=visitor.pk)
             conversation = conversation_start(
-                site=visitor.site, visitor=visitor, team_id=team_id, consent=consent
+                site=visitor.site,
+                visitor=visitor,
+                team_id=team_id,
+                consent=consent,
+                page_url=page_url,
             )
         if on_conversation is not None:
             on_conversation(conversation)
         return visitor_message_receive(
             conversation=conversation, body=body, client_id=client_id, meta=meta
         )
+
+
+def _visitor_post_open(*, conversation: Conversation, body: str, client_id: str) -> Posted:
+    if settings.HELPDESK_GROUP_COMMIT and not transaction.get_connection().in_atomic_block:
+        return group_commit.visitor_post(conversation=conversation, body=body, client_id=client_id)
+    return message_post(
+        conversation=conversation,
+        author=Message.Author.VISITOR,
+        body=body,
+        client_id=client_id,
+        require_open=True,
+    )
 
 
 def visitor_message_receive(
@@ -113,16 +149,25 @@ def visitor_message_receive(
             client_id=client_id,
             meta=meta,
         )
-        if posted.created and conversation.assignee_id is not None:
-            inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
-        if posted.created and conversation.is_with_bot and not meta:
-            from chat.tasks import bot_answer
-
-            seq = posted.message.seq
-            transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
-        elif posted.created and conversation.status == Conversation.Status.WAITING:
-            _announce_queue(conversation.site_id)
+        _visitor_message_stored(conversation, posted)
     return posted
+
+
+def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
+    if posted.created and conversation.assignee_id is not None:
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
+    if posted.created and conversation.is_with_bot and not posted.message.meta:
+        from chat.tasks import bot_answer
+
+        seq = posted.message.seq
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+    elif posted.created and conversation.status == Conversation.Status.WAITING:
+        _announce_queue(conversation.site_id)
+    elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
+        message = posted.message
+        _after_commit(
+            lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
+        )
 
 
 def agent_message_post(
@@ -140,7 +185,7 @@ def agent_message_post(
             _reopen(conversation, assignee=agent)
         elif conversation.assignee_id != agent.pk:
             conversation_take(conversation=conversation, agent=agent)
-        return message_post(
+        posted = message_post(
             conversation=conversation,
             author=Message.Author.AGENT,
             body=body,
@@ -148,6 +193,14 @@ def agent_message_post(
             agent=agent,
             meta=meta,
         )
+        if posted.created:
+            message = posted.message
+            _after_commit(
+                lambda: notifications.visitor_notify_reply(
+                    conversation=conversation, message=message
+                )
+            )
+        return posted
 
 
 def conversation_handoff(
@@ -176,6 +229,7 @@ def conversation_handoff(
         )
         _announce(conversation)
         _announce_queue(conversation.site_id)
+        _after_commit(lambda: notifications.agents_notify_queued(conversation=conversation))
     return True
 
 
@@ -227,6 +281,8 @@ def conversation_close(
             body=body,
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
+        if conversation.messages.filter(author=Message.Author.AGENT).exists():
+            _after_commit(lambda: notifications.transcript_send(conversation=conversation))
         inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
         if survey:
@@ -316,3 +372,8 @@ def _queue_priority(visitor: Visitor) -> int:
 
 def _announce_queue(site_id: int) -> None:
     queue_announce(site_id)
+
+
+def _after_commit(notify: Callable[[], object]) -> None:
+    """Notifications go out after commit, and a failure there never fails the chat."""
+    transaction.on_commit(notify, robust=True)

@@ -54,6 +54,8 @@ def attachment_frame(described: dict[str, Any]) -> AttachmentOut:
 def author_name(message: Message) -> str:
     if message.author == Message.Author.AGENT and message.agent is not None:
         return message.agent.display_name
+    if message.author == Message.Author.AGENT:  # a proactive message from the site's API
+        return str((message.meta or {}).get("sender") or message.conversation.site.name)
     if message.author == Message.Author.BOT:
         return _("Assistant")
     if message.author == Message.Author.VISITOR:

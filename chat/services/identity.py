@@ -133,11 +133,11 @@ def visitor_identify(*, visitor: Visitor, identity: Identity) -> Visitor:
         try:
             with transaction.atomic():
                 if existing is not None:
-                    if visitor.external_id is None:
+                    if not visitor.external_id:
                         CsatRating.objects.filter(visitor=visitor).update(visitor=existing)
                         visitor.conversations.update(visitor=existing)
                     return _contact_set(existing, identity)
-                if visitor.external_id is None:
+                if not visitor.external_id:
                     visitor.external_id = identity.external_id
                     visitor.save(update_fields=["external_id", "last_seen_at"])
                     return _contact_set(visitor, identity)

@@ -18,13 +18,17 @@ from chat import access
 from chat.models import Agent, Conversation, ConversationQuerySet, Label, Message, Team
 from chat.services.inbox import with_unread
 
-LIST_LIMIT = 200
+# The waiting list shows the next ones in line (the heading counts them all); an agent's
+# own list is bounded by their capacity in practice.
+WAITING_LIMIT = 50
+MINE_LIMIT = 100
 SEARCH_LIMIT = 50
 
 
 @dataclass(frozen=True)
 class QueueLists:
     waiting: list[Conversation]
+    waiting_total: int
     mine: list[Conversation]
     mine_unread: int
     labels: list[Label]
@@ -58,9 +62,13 @@ def queue_lists(*, user: User | AnonymousUser, label_id: int | None = None) -> Q
         if agent
         else visible.none()
     )
-    mine_rows = list(_rows(mine.order_by("-assigned_at"), agent)[:LIST_LIMIT])
+    mine_rows = list(_rows(mine.order_by("-assigned_at"), agent)[:MINE_LIMIT])
+    waiting_rows = list(_rows(visible.waiting(), agent)[:WAITING_LIMIT])
+    # Counted always (not only past the limit), so the query count never depends on length.
+    waiting_total = visible.waiting().count()
     return QueueLists(
-        waiting=list(_rows(visible.waiting(), agent)[:LIST_LIMIT]),
+        waiting=waiting_rows,
+        waiting_total=waiting_total,
         mine=mine_rows,
         mine_unread=sum(c.unread for c in mine_rows),  # type: ignore[attr-defined]
         labels=labels,

@@ -32,7 +32,7 @@ from chat.models import (
     Visitor,
 )
 from chat.realtime import agents_group, send_after_commit, visitor_group
-from chat.services.attachments import describe
+from chat.services.attachments import attachment_files_delete, describe
 from chat.services.frames import conversation_frame
 from chat.services.queue import queue_announce
 
@@ -87,7 +87,7 @@ def visitor_export(*, visitor: Visitor, by: User | None, via: str) -> dict[str, 
         "site": {"id": visitor.site_id, "name": visitor.site.name},
         "customer": {
             "id": str(visitor.public_id),
-            "external_id": visitor.external_id,
+            "external_id": visitor.external_id or None,
             "name": visitor.name,
             "email": visitor.email,
             "language": visitor.language,
@@ -160,25 +160,11 @@ def _conversation_export(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _files_delete_after_commit(conversation_ids: list[int]) -> None:
-    """The attachments' files go once the rows are gone for good (never on a rollback)."""
-    files = []
-    for attachment in Attachment.objects.filter(conversation_id__in=conversation_ids):
-        files += [f for f in (attachment.file, attachment.thumbnail) if f]
-    stored = [(f.storage, f.name) for f in files]
-
-    def delete() -> None:
-        for storage, name in stored:
-            storage.delete(name)
-
-    transaction.on_commit(delete)
-
-
 def _conversations_anonymise(conversations: QuerySet[Conversation]) -> int:
     """Drop the text of these conversations; keep the rows. Returns messages removed."""
     now = timezone.now()
     ids = list(conversations.values_list("pk", flat=True))
-    _files_delete_after_commit(ids)
+    attachment_files_delete(attachments=Attachment.objects.filter(conversation_id__in=ids))
     _total, deleted = Message.objects.filter(conversation_id__in=ids).delete()  # attachments too
     messages = deleted.get(Message._meta.label, 0)
     BotDecision.objects.filter(conversation_id__in=ids).update(question="", scores=[])
@@ -205,7 +191,7 @@ def visitor_erase(*, visitor: Visitor, by: User | None, via: str) -> Erased:
         messages = _conversations_anonymise(conversations)
         visitor.name = ""
         visitor.email = ""
-        visitor.external_id = None
+        visitor.external_id = ""
         visitor.user_agent = ""
         visitor.public_id = uuid.uuid4()  # tokens name the old id: they no longer open anything
         visitor.erased_at = timezone.now()
@@ -246,7 +232,9 @@ def retention_sweep(*, now: datetime | None = None) -> int:
                 continue
             expired = Conversation.objects.filter(pk__in=ids)
             if site.retention_action == Site.RetentionAction.DELETE:
-                _files_delete_after_commit(ids)
+                attachment_files_delete(
+                    attachments=Attachment.objects.filter(conversation__in=expired)
+                )
                 expired.delete()
                 messages = None
             else:

@@ -182,12 +182,16 @@ def _image_size(file: IO[bytes], content_type: str) -> tuple[int, int]:
             413,
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise UploadRefused(
-            ErrorCode.UNSUPPORTED_TYPE, _("This image is damaged and cannot be shown."), 415
-        ) from None
+        raise damaged() from None
     finally:
         file.seek(0)
     return width, height
+
+
+def damaged() -> UploadRefused:
+    return UploadRefused(
+        ErrorCode.UNSUPPORTED_TYPE, _("This image is damaged and cannot be shown."), 415
+    )
 
 
 @contextmanager
@@ -200,13 +204,20 @@ def _bomb_guard() -> Iterator[None]:
 
 
 def thumbnail_bytes(file: IO[bytes]) -> bytes:
-    """A WebP at most 320 px a side, upright (EXIF orientation applied)."""
-    with _bomb_guard(), Image.open(file) as image:
-        image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG: decode at down to 1/8
-        upright = ImageOps.exif_transpose(image)
-        upright.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-        if upright.mode not in ("RGB", "RGBA"):
-            upright = upright.convert("RGBA")
-        out = io.BytesIO()
-        upright.save(out, "WEBP", quality=80)
+    """A WebP at most 320 px a side, upright (EXIF orientation applied).
+
+    Raises ``UploadRefused`` when the pixels cannot be decoded (e.g. a truncated JPEG, whose
+    header alone looked fine).
+    """
+    try:
+        with _bomb_guard(), Image.open(file) as image:
+            image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG: decode down to 1/8
+            upright = ImageOps.exif_transpose(image)
+            upright.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            if upright.mode not in ("RGB", "RGBA"):
+                upright = upright.convert("RGBA")
+            out = io.BytesIO()
+            upright.save(out, "WEBP", quality=80)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise damaged() from None
     return out.getvalue()

@@ -34,6 +34,7 @@
     cannedIndex: 0,
     selectedRow: -1,
     pendingG: false,
+    leaving: false,
     typingSentAt: 0,
     typingTimer: 0,
     toastTimer: 0,
@@ -55,6 +56,7 @@
     "sync.done": onSyncDone,
     "conversation.updated": onConversationUpdated,
     "typing.started": onTypingStarted,
+    "notification.created": onNotification,
     "note.created": onNoteCreated,
     "conversation.transferred": onConversationTransferred,
     "inbox.changed": refreshQueue,
@@ -199,13 +201,27 @@
     refreshQueue();
   }
 
+  // Unread notifications (counted while the tab is hidden) win over the queue's length.
   function updateTitle() {
     const queue = document.getElementById("queue");
-    if (!queue) {
-      return;
+    const waiting = queue ? Number(queue.dataset.waitingCount) || 0 : 0;
+    const unread = window.HelpdeskNotify ? window.HelpdeskNotify.unread() : 0;
+    let prefix = waiting > 0 ? "(" + waiting + ") " : "";
+    if (unread > 0) {
+      prefix = "(" + unread + " new) ";
     }
-    const waiting = Number(queue.dataset.waitingCount) || 0;
-    document.title = (waiting > 0 ? "(" + waiting + ") " : "") + state.baseTitle;
+    document.title = prefix + state.baseTitle;
+  }
+
+  // --- Notifications: sound, badge and browser notification live in notify.js -----------
+
+  function onNotification(frame) {
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.notify(frame);
+    }
+    if (frame.kind === "queued") {
+      refreshQueue();
+    }
   }
 
   // --- Conversation: transcript ----------------------------------------------------------
@@ -636,6 +652,9 @@
   }
 
   function refreshHeader() {
+    if (state.leaving) {
+      return; // transferred away: we are about to go back to the list, and may not see it
+    }
     htmx.ajax("GET", location.pathname, {
       target: "#conv-header",
       select: "#conv-header",
@@ -1066,6 +1085,17 @@
     document.addEventListener("htmx:sendError", function () {
       showToast("Could not reach the server; try again.");
     });
+    document.addEventListener("htmx:beforeRequest", function (event) {
+      if (event.target.closest && event.target.closest(".transfer__form")) {
+        state.leaving = true;
+      }
+    });
+    document.addEventListener("htmx:afterRequest", function (event) {
+      // A refused transfer answers 200 with the header and its error; a done one redirects.
+      if (state.leaving && event.detail.xhr && event.detail.xhr.status === 200) {
+        state.leaving = false;
+      }
+    });
     document.addEventListener("htmx:afterSettle", function (event) {
       updateTitle();
       paintLabels(event.target);
@@ -1117,7 +1147,10 @@
     dom.typing = document.getElementById("typing");
     dom.noteTemplate = document.getElementById("note-template");
     dom.canned = document.getElementById("canned-list");
-    state.baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
+    state.baseTitle = document.title.replace(/^\(\d+( new)?\)\s*/, "");
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.onChange = updateTitle;
+    }
 
     listenToHtmx();
     listenToPage();

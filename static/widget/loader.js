@@ -44,7 +44,8 @@
   }
   var siteKey = script.getAttribute("data-site");
   var helpdeskOrigin = new URL(script.src, location.href).origin;
-  var state = { open: false, ready: false, unread: 0, readyTimer: 0, identity: identityFromTag() };
+  var state = { open: false, ready: false, unread: 0, readyTimer: 0, identity: identityFromTag(),
+    resume: takeResumeToken() };
   var launcher, frame, badge;
 
   function identityFromTag() {
@@ -54,6 +55,18 @@
       if (value) identity[key] = value;
     });
     return identity.id || identity.jwt ? identity : null;
+  }
+
+  // A link from one of our e-mails or notifications ends in #hd-resume=TOKEN: the widget
+  // opens on that conversation. The fragment is removed so a reload or a shared URL does not
+  // carry it on.
+  function takeResumeToken() {
+    var match = /(?:^#|&)hd-resume=([A-Za-z0-9_\-:.]+)/.exec(location.hash);
+    if (!match) return "";
+    if (window.history && history.replaceState) {
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return match[1];
   }
 
   function findOwnScript() {
@@ -149,7 +162,9 @@
     iframe.hidden = true;
     iframe.src =
       helpdeskOrigin + "/widget/" + encodeURIComponent(siteKey) + "/?origin=" +
-      encodeURIComponent(location.origin);
+      encodeURIComponent(location.origin) +
+      "&page=" + encodeURIComponent((location.origin + location.pathname + location.search).slice(0, 500)) +
+      (state.resume ? "&resume=" + encodeURIComponent(state.resume) : "");
     return iframe;
   }
 
@@ -232,6 +247,11 @@
       applyColor(data.color);
       launcher.hidden = false;
       if (state.identity) post("widget.identify", state.identity);
+      if (state.resume && !state.open) {
+        state.resume = "";
+        setOpen(true);
+        return;
+      }
       post(state.open ? "widget.opened" : "widget.closed"); // the iframe may have missed a click
     },
     "widget.close": function () {

@@ -58,6 +58,8 @@
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
+    notifyMe: document.getElementById("notify-me"),
+    transcript: document.getElementById("transcript"),
     attach: document.getElementById("attach"),
     file: document.getElementById("file"),
   };
@@ -108,6 +110,12 @@
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
       consent: data.consent === "1",
+      // A signed link (e-mail, notification) names a conversation and its visitor's token.
+      resumeToken: data.resumeToken || "",
+      resumeConversation: parseInt(data.resumeConversation, 10) || null,
+      vapidKey: data.vapidKey || "",
+      pushUrl: data.pushUrl || "",
+      pageUrl: new URLSearchParams(location.search).get("page") || "",
       uploadUrl: data.uploadUrl || "",
       uploadMaxBytes: parseInt(data.uploadMaxBytes, 10) || 0,
       uploadTypes: data.uploadTypes || "",
@@ -278,6 +286,7 @@
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
     "visitor.identified": onVisitorIdentified,
+    "transcript.queued": onTranscriptQueued,
     "attachment.updated": onAttachmentUpdated,
     "receipt.updated": onReceiptUpdated,
     "csat.requested": onCsatRequested,
@@ -305,6 +314,14 @@
     state.visitorId = visitor.id || null;
     if (visitor.token) save(keys.token, visitor.token);
     state.token = visitor.token || null; // for uploads when storage is unavailable
+    if (config.resumeConversation) {
+      // Opened from a link: show that conversation, whichever is the latest.
+      switchConversation(config.resumeConversation);
+      config.resumeConversation = null;
+      syncConversation();
+      exposeState();
+      return;
+    }
     if (conversation && conversation.conversation_id !== state.conversationId) {
       switchConversation(conversation.conversation_id);
     }
@@ -599,6 +616,7 @@
     els.endChat.hidden = !state.status || state.status === "closed";
     els.endChat.disabled = state.stopped;
     if (state.status && state.status !== "closed") hideCsat(); // reopened: the survey is moot
+    els.transcript.hidden = state.conversationId === null;
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
   }
@@ -782,6 +800,7 @@
     if (!state.outbox.includes(entry) || state.identifying) return;
     const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
     if (state.conversationId !== null) frame.conversation_id = state.conversationId;
+    else if (/^https?:\/\//.test(config.pageUrl)) frame.page_url = config.pageUrl.slice(0, 500);
     if (els.consentBox && els.consentBox.checked) frame.consent = true;
     send(frame);
   }
@@ -1010,6 +1029,59 @@
     save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
   }
 
+  // --- Notifications: push opt-in and the transcript ----------------------------------------
+
+  function pushSupported() {
+    return Boolean(
+      config.vapidKey && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window
+    );
+  }
+
+  function keyBytes(base64url) {
+    const padded = (base64url + "===".slice((base64url.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  }
+
+  async function subscribePush() {
+    const permission = await Notification.requestPermission();
+    if (permission !== "granted") throw new Error(text.notifyBlocked);
+    const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const subscription =
+      (await registration.pushManager.getSubscription()) ||
+      (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(config.vapidKey) }));
+    const response = await fetch(config.pushUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: load(keys.token), subscription }),
+    });
+    if (!response.ok) throw new Error(text.notifyFailed);
+  }
+
+  function requestPush() {
+    els.notifyMe.disabled = true;
+    subscribePush()
+      .then(() => {
+        els.notifyMe.hidden = true;
+        showNotice(text.notifyOn);
+      })
+      .catch((error) => {
+        els.notifyMe.disabled = false;
+        showNotice(error.message || text.notifyFailed);
+      });
+  }
+
+  function requestTranscript() {
+    if (state.conversationId === null) return;
+    if (!send({ type: "transcript.request", conversation_id: state.conversationId })) {
+      showNotice(text.reconnecting);
+    }
+  }
+
+  function onTranscriptQueued(frame) {
+    showNotice(text.transcriptSent.replace("{email}", frame.email));
+  }
+
   function closePanel() {
     postToParent({ type: "widget.close" });
   }
@@ -1220,6 +1292,11 @@
     els.endChat.addEventListener("click", endChat);
     els.csat.addEventListener("submit", submitCsat);
     els.offline.addEventListener("submit", submitOffline);
+    els.transcript.addEventListener("click", requestTranscript);
+    els.notifyMe.hidden = !pushSupported() || (window.Notification && Notification.permission === "denied");
+    els.notifyMe.addEventListener("click", requestPush);
+    document.addEventListener("visibilitychange", markSeen);
+    if (config.resumeToken) save(keys.token, config.resumeToken);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && embedded) closePanel();
     });
@@ -1231,7 +1308,7 @@
     applyConversation(null);
     // Someone with a stored token may have replies waiting: connect now to badge them.
     // A first-time visitor connects when they open the panel (or send).
-    const returning = Boolean(load(keys.token));
+    const returning = Boolean(load(keys.token) || config.resumeToken);
     if (!returning) showGreeting();
     if (returning || state.open) connect();
     postToParent({ type: "widget.ready", color: config.color });
