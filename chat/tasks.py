@@ -60,6 +60,14 @@ def presence_sweep() -> int:
 
 
 @shared_task(acks_late=True)
+def retention_sweep() -> int:
+    """Beat: delete or anonymise conversations past their site's retention."""
+    from chat.services.privacy import retention_sweep as sweep
+
+    return sweep()
+
+
+@shared_task(acks_late=True)
 def attachment_thumbnail(attachment_id: int) -> None:
     """A big image's thumbnail, made outside the upload request."""
     from chat.services.attachments import attachment_thumbnail_make

@@ -211,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
     "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
     # Agent replies nobody saw for the site's N minutes go out by e-mail.
     "email-fallback-sweep": {"task": "chat.tasks.email_fallback_sweep", "schedule": 30.0},
+    # Each site's "keep conversations (days)"; hourly is plenty for a limit counted in days.
+    "retention-sweep": {"task": "chat.tasks.retention_sweep", "schedule": 3600.0},
 }
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.

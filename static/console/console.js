@@ -297,7 +297,7 @@
       body.className = "msg__body";
       item.querySelector(".msg__meta").after(body);
     }
-    body.textContent = frame.body;
+    window.HelpdeskText.setLinkedText(body, frame.body);
     body.hidden = Boolean(frame.attachment);
     setAttachment(item, frame.attachment);
     setConfidence(item, frame.confidence, author);
@@ -756,7 +756,7 @@
     item.dataset.clientId = clientId;
     item.querySelector(".msg__author").textContent = state.agentName || "You";
     setTime(item.querySelector(".msg__time"), new Date().toISOString());
-    item.querySelector(".msg__body").textContent = body;
+    window.HelpdeskText.setLinkedText(item.querySelector(".msg__body"), body);
     dom.transcript.appendChild(item);
     scrollToEnd();
   }
