@@ -6,21 +6,43 @@ from signals), so saving never waits for the index to build.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Model, QuerySet
 from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
 
+from chat import access
 from chat.knowledge.entries import article_knowledge_entries
 from chat.knowledge.formats import KbFormat
-from chat.models import Agent, Article, Conversation, FaqEntry, Message, Site, Team, Visitor
+from chat.models import (
+    Agent,
+    Article,
+    Attachment,
+    AuditLog,
+    CannedReply,
+    Conversation,
+    CsatRating,
+    Delivery,
+    FaqEntry,
+    Label,
+    Message,
+    Site,
+    SiteApiKey,
+    Team,
+    Visitor,
+)
+from chat.services import privacy
+from chat.services.attachments import attachment_files_delete
 from chat.services.knowledge import (
     ImportReport,
     decode_upload,
@@ -29,6 +51,7 @@ from chat.services.knowledge import (
     knowledge_reindex_after_commit,
     site_faq_entries,
 )
+from chat.services.proactive import site_api_key_create
 
 
 class TeamInline(admin.TabularInline):
@@ -42,13 +65,46 @@ def download(content: str, fmt: KbFormat, stem: str) -> HttpResponse:
     return response
 
 
+class SiteApiKeyInline(admin.TabularInline):
+    """Keys are created by the site list's actions; here they can only be seen or revoked."""
+
+    model = SiteApiKey
+    extra = 0
+    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    can_delete = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
     list_display = ["name", "key", "language", "bot_enabled", "bot_threshold", "created_at"]
     search_fields = ["name", "key", "allowed_origins"]
     readonly_fields = ["created_at"]
-    inlines = [TeamInline]
+    inlines = [TeamInline, SiteApiKeyInline]
     change_form_template = "admin/chat/site/change_form.html"
+    actions = ["create_api_key", "rotate_api_keys"]
+
+    @admin.action(description="Create an API key (shown once)")
+    def create_api_key(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._new_keys(request, queryset, rotate=False)
+
+    @admin.action(description="Rotate API keys: revoke the old ones, create one (shown once)")
+    def rotate_api_keys(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        self._new_keys(request, queryset, rotate=True)
+
+    def _new_keys(self, request: HttpRequest, queryset: QuerySet[Site], *, rotate: bool) -> None:
+        for site in queryset:
+            _key, secret = site_api_key_create(
+                site=site, name=f"admin {request.user}", rotate=rotate
+            )
+            self.message_user(
+                request,
+                f"New API key for {site.name} (copy it now; it is not stored): {secret}",
+                messages.WARNING,
+            )
 
     def get_urls(self) -> list[URLPattern]:
         export = path(
@@ -80,6 +136,22 @@ class SiteAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra)
 
 
+@admin.register(CsatRating)
+class CsatRatingAdmin(admin.ModelAdmin):
+    """Read-only: ratings are the customers' words, attributed as they were at close."""
+
+    list_display = ["conversation", "site", "score", "agent_name", "team_name", "resolved_by"]
+    list_filter = ["site", "score", "resolved_by"]
+    search_fields = ["comment", "agent_name", "team_name"]
+    date_hierarchy = "requested_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     list_display = ["name", "site", "agent_count"]
@@ -96,7 +168,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "user", "team_names", "status", "capacity"]
+    list_display = ["display_name", "user", "team_names", "status", "capacity", "is_supervisor"]
     list_filter = ["teams__site", "teams"]
     search_fields = ["display_name", "user__username", "user__email"]
     filter_horizontal = ["teams"]
@@ -255,12 +327,94 @@ class ArticleAdmin(ReindexOnChange):
         )
 
 
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ["name", "site", "color"]
+    list_filter = ["site"]
+    search_fields = ["name"]
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    """Variables in the text: {name}, {email}, {agent}, {site} (or {{ customer.name }} …)."""
+
+    list_display = ["__str__", "title", "site"]
+    list_filter = ["site"]
+    search_fields = ["shortcut", "title", "body"]
+
+
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "site", "email", "language", "created_at", "last_seen_at"]
+    list_display = [
+        "__str__",
+        "site",
+        "email",
+        "external_id",
+        "language",
+        "created_at",
+        "last_seen_at",
+        "erased_at",
+    ]
     list_filter = ["site"]
-    search_fields = ["name", "email", "public_id"]
-    readonly_fields = ["public_id", "created_at", "last_seen_at"]
+    search_fields = ["name", "email", "public_id", "external_id"]
+    readonly_fields = ["public_id", "external_id", "created_at", "last_seen_at", "erased_at"]
+    actions = ["export_data", "erase_data"]
+
+    @admin.action(description=_("Export selected customers' data (JSON)"))
+    def export_data(self, request: HttpRequest, queryset: QuerySet[Visitor]) -> HttpResponse:
+        visitors = queryset & access.visitors_for_user(request.user)
+        exports = [
+            privacy.visitor_export(visitor=v, by=request.user, via="admin")
+            for v in visitors.select_related("site").order_by("pk")
+        ]
+        body = exports[0] if len(exports) == 1 else exports
+        response = HttpResponse(
+            json.dumps(body, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="customers.json"'
+        return response
+
+    @admin.action(description=_("Erase selected customers' data"))
+    def erase_data(self, request: HttpRequest, queryset: QuerySet[Visitor]) -> HttpResponse | None:
+        visitors = list((queryset & access.visitors_for_user(request.user)).select_related("site"))
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/chat/visitor/erase_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _("Erase customers' data?"),
+                    "visitors": visitors,
+                    "opts": self.model._meta,
+                    "action": "erase_data",
+                },
+            )
+        for visitor in visitors:
+            privacy.visitor_erase(visitor=visitor, by=request.user, via="admin")
+        self.message_user(
+            request,
+            _("Erased the data of %(n)d customers.") % {"n": len(visitors)},
+            messages.SUCCESS,
+        )
+        return None
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor_name", "action", "via", "site", "visitor_ref", "detail"]
+    list_filter = ["action", "via", "site"]
+    search_fields = ["actor_name", "visitor_ref"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class MessageInline(admin.TabularInline):
@@ -287,7 +441,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "handoff_reason",
         "created_at",
     ]
-    list_filter = ["status", "site", "team", "handoff_reason"]
+    list_filter = ["status", "site", "team", "labels", "handoff_reason"]
     search_fields = ["id", "visitor__name", "visitor__email", "messages__body"]
     list_select_related = ["visitor", "site", "assignee", "team"]
     readonly_fields = [
@@ -304,8 +458,34 @@ class ConversationAdmin(admin.ModelAdmin):
         "assigned_at",
         "closed_at",
     ]
+    filter_horizontal = ["labels"]
     inlines = [MessageInline]
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    # Rows of attachments go with their conversation; their stored files go here, after commit.
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        attachment_files_delete(attachments=Attachment.objects.filter(conversation=obj))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        attachment_files_delete(attachments=Attachment.objects.filter(conversation__in=queryset))
+        super().delete_queryset(request, queryset)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    """Every push and e-mail we tried to send, and how it went (read only)."""
+
+    list_display = ["created_at", "channel", "kind", "status", "attempts", "recipient", "error"]
+    list_filter = ["channel", "kind", "status"]
+    search_fields = ["recipient", "error"]
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

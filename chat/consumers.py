@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import redis.exceptions
 from asgiref.sync import async_to_sync
+from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
 from chat import access, ratelimit
@@ -22,7 +30,11 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    BotDelayed,
+    ConversationClose,
     ConversationSync,
+    CsatCreate,
+    CsatRecorded,
     ErrorCode,
     FeedbackCreate,
     FeedbackRecorded,
@@ -30,13 +42,19 @@ from chat.protocol import (
     HandoffRequest,
     MessageAck,
     MessageCreate,
+    MessageRead,
+    NoteCreate,
     Ping,
     Pong,
     ProtocolError,
     SessionReady,
     SyncDone,
+    TranscriptQueued,
+    TranscriptRequest,
     TypingStart,
     TypingStarted,
+    VisitorIdentified,
+    VisitorIdentify,
     VisitorOut,
     VisitorUpdate,
     VisitorUpdated,
@@ -44,10 +62,20 @@ from chat.protocol import (
     parse_frame,
 )
 from chat.ratelimit import RateLimited
-from chat.realtime import agent_group, agents_group, send_now, site_agents_group, visitor_group
-from chat.services import conversations, presence
+from chat.realtime import (
+    FORWARD,
+    agent_group,
+    agents_group,
+    send_now,
+    site_agents_group,
+    socket_closed,
+    socket_opened,
+    visitor_group,
+)
+from chat.services import conversations, csat, identity, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
+from chat.services.notes import note_add, note_frame, notes_from
 from chat.services.queue import queue_place
 from chat.services.visitors import (
     BadToken,
@@ -60,6 +88,30 @@ from chat.services.visitors import (
 
 log = logging.getLogger(__name__)
 
+# A backing service is down (PostgreSQL unreachable, Redis restarting): the transaction rolled
+# back, so nothing was stored, and the same frame will likely work in a moment.
+OUTAGES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRY_AFTER_OUTAGE = 2  # seconds, in the ``unavailable`` error
+TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
+
+
+@cache
+def frame_threads() -> ThreadPoolExecutor:
+    """The threads that run socket frames, shared by every socket of the process.
+
+    Channels runs all sync consumers in one thread, so one socket's database round trip
+    held up every other socket and every delivery. Frames of one socket still run one at a
+    time, in order (the consumer awaits each before reading the next).
+    """
+    return ThreadPoolExecutor(
+        max_workers=settings.HELPDESK_FRAME_THREADS, thread_name_prefix="frames"
+    )
+
 
 class ProtocolConsumer(WebsocketConsumer):
     """Shared frame loop: size limit, parsing, typed errors, group bookkeeping."""
@@ -67,9 +119,39 @@ class ProtocolConsumer(WebsocketConsumer):
     frames: Any
     handlers: dict[type[Frame], Callable[[Any], None]]
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.raw_send: Callable[[dict[str, Any]], Awaitable[None]] = send
+        await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
+        if message["type"] == FORWARD:
+            # A finished frame from the layer: straight out, no thread, no database.
+            self.forwarded(message["frame"])
+            text = json.dumps(message["frame"], ensure_ascii=False)
+            await self.raw_send({"type": "websocket.send", "text": text})
+            return
+        run = DatabaseSyncToAsync(
+            self.dispatch_sync, thread_sensitive=False, executor=frame_threads()
+        )
+        await run(message)
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        """A layer frame on its way out (on the event loop: no database here)."""
+
+    def dispatch_sync(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        handler(message)
+
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
+        socket_opened(self)
         super().websocket_connect(message)
+
+    def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        socket_closed(self)
+        super().websocket_disconnect(message)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         ref: str | None = None
@@ -81,10 +163,24 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_json(error.frame())
         except access.NotFound:
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
-        except conversations.Conflict as conflict:
+        except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
+        except conversations.ConsentRequired:
+            self.send_error(
+                ErrorCode.CONSENT_REQUIRED, _("Please agree to the terms before chatting."), ref
+            )
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
+        except OUTAGES as outage:
+            log.warning("frame refused, a backing service is down: %r", outage)
+            self.send_json(
+                ProtocolError(
+                    ErrorCode.UNAVAILABLE,
+                    _("The service is briefly unavailable; nothing was stored. Try again."),
+                    ref,
+                    retry_after=RETRY_AFTER_OUTAGE,
+                ).frame()
+            )
         except Exception:
             log.exception("frame failed")
             self.send_error(
@@ -94,9 +190,6 @@ class ProtocolConsumer(WebsocketConsumer):
     def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             self.leave(group)
-
-    def frame_forward(self, event: dict[str, Any]) -> None:
-        self.send_json(event["frame"])
 
     def send_json(self, data: dict[str, Any]) -> None:
         self.send(text_data=json.dumps(data, ensure_ascii=False))
@@ -129,7 +222,7 @@ class ProtocolConsumer(WebsocketConsumer):
         conversation.refresh_from_db(fields=["last_seq"])
         self.send_frame(SyncDone(conversation_id=conversation.pk, last_seq=conversation.last_seq))
 
-    def check_body(self, frame: MessageCreate) -> str:
+    def check_body(self, frame: MessageCreate | NoteCreate) -> str:
         body = frame.body.strip()
         if not body:
             raise ProtocolError(
@@ -147,6 +240,15 @@ class ProtocolConsumer(WebsocketConsumer):
     def ping(self, frame: Ping) -> None:
         self.send_frame(Pong())
 
+    def typing_due(self, conversation_id: int) -> bool:
+        """At most one ``typing.started`` per second per socket, however fast a client sends."""
+        now = time.monotonic()
+        sent: dict[int, float] = self.__dict__.setdefault("typing_sent_at", {})
+        if now - sent.get(conversation_id, -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        sent[conversation_id] = now
+        return True
+
 
 class WidgetConsumer(ProtocolConsumer):
     """A visitor's widget: ``/ws/widget/v1/?site=KEY[&token=TOKEN]``."""
@@ -162,7 +264,14 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            VisitorIdentify: self.visitor_identify,
+            MessageRead: self.message_read,
+            ConversationClose: self.conversation_close,
+            CsatCreate: self.csat_create,
+            TranscriptRequest: self.transcript_request,
         }
+        self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
+        self.streaming: set[int] = set()  # conversations whose bot answer is being written
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
         if site is None:
@@ -178,8 +287,9 @@ class WidgetConsumer(ProtocolConsumer):
             self.send_json(rate_limited_error(limited).frame())
             return self.close(code=CLOSE_RATE_LIMITED)
         self.site, self.visitor = site, visitor
+        self.allowed = access.VisitorConversations(visitor)
         self.accept()
-        latest = visitor.conversations.order_by("-created_at").first()
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
             SessionReady(
                 visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
@@ -199,9 +309,7 @@ class WidgetConsumer(ProtocolConsumer):
         )
 
     def conversation(self, conversation_id: int) -> Conversation:
-        return access.conversation_for_visitor(
-            visitor=self.visitor, conversation_id=conversation_id
-        )
+        return self.allowed.fetch(conversation_id)
 
     def conversation_sync(self, frame: ConversationSync) -> None:
         conversation = self.conversation(frame.conversation_id)
@@ -209,12 +317,16 @@ class WidgetConsumer(ProtocolConsumer):
         self.send_frame(conversation_frame(conversation))
         self.sync_history(conversation, frame.after_seq)
         self.send_queue_place(conversation)
+        if not conversation.is_open:  # closed before they answered: ask again
+            pending = csat.csat_pending(conversation=conversation)
+            if pending is not None:
+                self.send_frame(csat.csat_requested_frame(pending))
 
     def message_create(self, frame: MessageCreate) -> None:
         body = self.check_body(frame)
         conversation = None
         if frame.conversation_id is not None:
-            conversation = self.conversation(frame.conversation_id)
+            conversation = self.allowed.remembered(frame.conversation_id)
         ratelimit.message_hit(
             site_id=self.site.pk, visitor_id=self.visitor.pk, ip=client_ip(self.scope)
         )
@@ -224,9 +336,12 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            consent=frame.consent,
+            page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
         message = posted.message
+        self.allowed.remember(message.conversation)
         self.join(visitor_group(message.conversation_id))
         self.send_frame(
             MessageAck(
@@ -235,6 +350,50 @@ class WidgetConsumer(ProtocolConsumer):
         )
         if posted.created:  # a new conversation straight to the queue: its first place
             self.send_queue_place(message.conversation)
+            if message.conversation.is_with_bot:
+                self.watch_bot(message.conversation_id, message.seq)
+
+    def watch_bot(self, conversation_id: int, seq: int) -> None:
+        """In HELPDESK_BOT_SLOW_SECONDS, tell this visitor if the bot still owes ``seq`` an
+        answer: its worker may be down, and they should know they can ask for a person."""
+        delay = settings.HELPDESK_BOT_SLOW_SECONDS
+        if delay > 0:
+            event = {"type": "bot.watch", "conversation_id": conversation_id, "seq": seq}
+            async_to_sync(self._send_to_self_later)(delay, event)
+
+    async def _send_to_self_later(self, delay: float, event: dict[str, Any]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await self.channel_layer.send(self.channel_name, event)
+            except Exception:  # Redis down: nobody hears the notice, nothing else breaks
+                log.warning("could not schedule the bot-delay notice", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self.watches.add(task)
+        task.add_done_callback(self.watches.discard)
+
+    def bot_watch(self, event: dict[str, Any]) -> None:
+        conversation_id, seq = event["conversation_id"], event["seq"]
+        if conversation_id in self.streaming:
+            return  # the bot is writing its answer
+        try:
+            late = conversations.bot_answer_overdue(conversation_id=conversation_id, seq=seq)
+        except OUTAGES:
+            return
+        if late:
+            self.send_frame(BotDelayed(conversation_id=conversation_id, seq=seq))
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "message.streaming":
+            self.streaming.add(frame["conversation_id"])
+        elif frame["type"] == "message.stream_ended":
+            self.streaming.discard(frame["conversation_id"])
+
+    def disconnect(self, code: int) -> None:
+        super().disconnect(code)
+        for task in list(getattr(self, "watches", ())):
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     def send_queue_place(self, conversation: Conversation) -> None:
         place = queue_place(conversation)
@@ -250,6 +409,45 @@ class WidgetConsumer(ProtocolConsumer):
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
 
+    def visitor_identify(self, frame: VisitorIdentify) -> None:
+        try:
+            claim = identity.identity_check(
+                site=self.site,
+                external_id=frame.external_id,
+                name=frame.name,
+                email=frame.email,
+                hash=frame.hash,
+                token=frame.jwt,
+            )
+        except identity.IdentityRefused as refused:
+            code = ErrorCode(f"identity_{refused.reason}")
+            raise ProtocolError(code, refused.message, frame.type) from None
+        visitor = identity.visitor_identify(visitor=self.visitor, identity=claim)
+        if visitor.pk != self.visitor.pk:  # another person now: none of the old live frames
+            for group in self.groups_joined:
+                self.leave(group)
+            self.groups_joined.clear()
+            self.visitor = visitor
+            self.allowed = access.VisitorConversations(visitor)
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
+        self.send_frame(
+            VisitorIdentified(
+                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
+                verified=claim.verified,
+                conversation=conversation_frame(latest) if latest else None,
+            )
+        )
+
+    def transcript_request(self, frame: TranscriptRequest) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        self.visitor.refresh_from_db(fields=["email"])
+        if not self.visitor.email:
+            raise ProtocolError(
+                ErrorCode.INVALID_FRAME, _("Leave your e-mail address first."), "transcript"
+            )
+        notifications.transcript_send(conversation=conversation)
+        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=self.visitor.email))
+
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)
         conversations.conversation_handoff(conversation=conversation, reason="asked_for_human")
@@ -263,8 +461,25 @@ class WidgetConsumer(ProtocolConsumer):
             FeedbackRecorded(conversation_id=conversation.pk, seq=frame.seq, helpful=frame.helpful)
         )
 
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        receipts.conversation_read(conversation=conversation, reader="visitor", seq=frame.seq)
+
+    def conversation_close(self, frame: ConversationClose) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        conversations.conversation_close(conversation=conversation, by=None)
+
+    def csat_create(self, frame: CsatCreate) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        rating = csat.csat_record(
+            conversation=conversation, score=frame.score, comment=frame.comment
+        )
+        self.send_frame(CsatRecorded(conversation_id=conversation.pk, score=rating.score or 0))
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         send_now(
             [agents_group(conversation.pk)],
             TypingStarted(
@@ -282,8 +497,10 @@ class ConsoleConsumer(ProtocolConsumer):
         self.handlers = {
             ConversationSync: self.conversation_sync,
             MessageCreate: self.message_create,
+            NoteCreate: self.note_create,
             TypingStart: self.typing_start,
             Ping: self.ping,
+            MessageRead: self.message_read,
         }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
@@ -320,6 +537,8 @@ class ConsoleConsumer(ProtocolConsumer):
         conversation = self.conversation(frame.conversation_id)
         self.join(agents_group(conversation.pk))
         self.send_frame(conversation_frame(conversation))
+        for note in notes_from(conversation, frame.after_seq):
+            self.send_frame(note_frame(note))
         self.sync_history(conversation, frame.after_seq)
 
     def message_create(self, frame: MessageCreate) -> None:
@@ -340,8 +559,26 @@ class ConsoleConsumer(ProtocolConsumer):
             )
         )
 
+    def note_create(self, frame: NoteCreate) -> None:
+        body = self.check_body(frame)
+        conversation = self.conversation(frame.conversation_id)
+        added = note_add(
+            conversation=conversation, agent=self.agent, body=body, client_id=frame.client_id
+        )
+        # Consoles showing the conversation hear the broadcast (after commit); a sender not
+        # among them, or resending, still hears its note back.
+        if not added.created or agents_group(conversation.pk) not in self.groups_joined:
+            self.send_frame(note_frame(added.note))
+
+    def message_read(self, frame: MessageRead) -> None:
+        conversation = self.conversation(frame.conversation_id)
+        if self.agent is not None:  # an administrator browsing transcripts is no reader
+            receipts.conversation_read(conversation=conversation, reader="agent", seq=frame.seq)
+
     def typing_start(self, frame: TypingStart) -> None:
         conversation = self.conversation(frame.conversation_id)
+        if not self.typing_due(conversation.pk):
+            return
         name = self.agent.display_name if self.agent else str(self.user)
         send_now(
             [visitor_group(conversation.pk)],

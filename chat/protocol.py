@@ -20,7 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # 4: routing and the visible queue: ``queue.position``, ``visitor.update``/``visitor.updated``
 #    (widget), ``conversation.returned`` and ``agent.updated`` (console); ``message.create``
 #    gains ``team_id``.
-# 5: ``message.created`` gains ``clarify``, the "Did you mean …?" quick replies.
+# 5: console: ``note.create`` → ``note.created`` (internal notes, agents only),
+#    ``conversation.transferred`` and ``inbox.changed``.
+#    attachments: ``message.created`` gains ``attachment`` (files are sent over HTTP),
+#    ``attachment.updated``, error code ``unsupported_type``; read receipts: ``message.read``
+#    (both sockets), ``receipt.updated``, ``conversation.updated`` gains ``visitor_read_seq``
+#    and ``agent_read_seq``; ratings at close: ``conversation.close``, ``csat.create``
+#    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
+#    notifications: ``transcript.request``/``transcript.queued`` (widget),
+#    ``notification.created`` (console); ``message.create`` gains ``page_url``.
+#    faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
+#    s); ``bot.delayed`` (widget: no bot answer yet after a few seconds); close code 4503
+#    (frames may have been lost: reconnect and sync).
+#    identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
+#    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
+#    ``message.create`` gains ``consent``, error ``consent_required``.
+#    bot: ``message.created`` gains ``clarify`` (the "Did you mean …?" quick replies).
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -39,12 +54,20 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
     RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
+    IDENTITY_REQUIRED = "identity_required"  # the site accepts only signed identities
+    IDENTITY_INVALID = "identity_invalid"  # the signature does not match (forged or malformed)
+    IDENTITY_EXPIRED = "identity_expired"  # the identity JWT is past its ``exp``
+    CONSENT_REQUIRED = "consent_required"  # the site asks for consent before the first message
+    UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
+    UNAVAILABLE = "unavailable"  # the database or Redis is down: nothing stored; resend later
 
 
 # Close codes sent after an error frame at connect time.
 CLOSE_BAD_TOKEN = 4401  # drop the stored token and connect again without one
 CLOSE_FORBIDDEN = 4403  # do not retry
 CLOSE_RATE_LIMITED = 4429  # too many new sessions: connect again after ``retry_after`` s
+# Sent to open sockets: frames may have been lost (Redis restarted): reconnect and sync.
+CLOSE_RESYNC = 4503
 
 
 class Frame(BaseModel):
@@ -77,6 +100,10 @@ class MessageCreate(ClientFrame):
     conversation_id: ConversationId | None = None
     # Widget, first message only: the team the visitor chose before chatting (pre-chat).
     team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    # Widget, first message only: the page the visitor chats from (links in e-mails lead back).
+    page_url: Annotated[str, Field(max_length=500)] | None = None
+    # Widget, first message only: the visitor ticked the site's consent text.
+    consent: bool = False
 
 
 class HandoffRequest(ClientFrame):
@@ -95,9 +122,33 @@ class FeedbackCreate(ClientFrame):
     helpful: bool
 
 
+class ConversationClose(ClientFrame):
+    """The visitor ends the conversation ("End chat")."""
+
+    type: Literal["conversation.close"]
+    conversation_id: ConversationId
+
+
+class CsatCreate(ClientFrame):
+    """The visitor answers the survey ``csat.requested`` asked for this conversation."""
+
+    type: Literal["csat.create"]
+    conversation_id: ConversationId
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class TypingStart(ClientFrame):
     type: Literal["typing.start"]
     conversation_id: ConversationId
+
+
+class MessageRead(ClientFrame):
+    """Every message up to ``seq`` is on the reader's screen (a read receipt)."""
+
+    type: Literal["message.read"]
+    conversation_id: ConversationId
+    seq: Annotated[int, Field(ge=1, le=2**31)]
 
 
 class Ping(ClientFrame):
@@ -112,6 +163,28 @@ class VisitorUpdate(ClientFrame):
     name: Annotated[str, Field(max_length=120)] = ""
 
 
+class VisitorIdentify(ClientFrame):
+    """The embedding page says who the customer is, signed by the site's backend.
+
+    ``hash`` is HMAC-SHA256 of ``external_id`` with the site's identity secret (hex); ``jwt``
+    is an HS256 token with that secret whose ``sub`` is the external id and ``exp`` is set.
+    """
+
+    type: Literal["visitor.identify"]
+    external_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=120)] = ""
+    email: Annotated[str, Field(max_length=254)] = ""
+    hash: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    jwt: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
+class TranscriptRequest(ClientFrame):
+    """E-mail me this conversation (to the address the visitor left)."""
+
+    type: Literal["transcript.request"]
+    conversation_id: ConversationId
+
+
 WidgetFrame = Annotated[
     ConversationSync
     | MessageCreate
@@ -119,11 +192,28 @@ WidgetFrame = Annotated[
     | FeedbackCreate
     | TypingStart
     | Ping
-    | VisitorUpdate,
+    | VisitorUpdate
+    | MessageRead
+    | ConversationClose
+    | CsatCreate
+    | VisitorIdentify
+    | TranscriptRequest,
     Field(discriminator="type"),
 ]
+
+
+class NoteCreate(ClientFrame):
+    """Console only: an internal note on the conversation, for agents' eyes only."""
+
+    type: Literal["note.create"]
+    conversation_id: ConversationId
+    client_id: ClientId
+    body: str
+
+
 ConsoleFrame = Annotated[
-    ConversationSync | MessageCreate | TypingStart | Ping, Field(discriminator="type")
+    ConversationSync | MessageCreate | NoteCreate | TypingStart | Ping | MessageRead,
+    Field(discriminator="type"),
 ]
 
 WIDGET_FRAMES: TypeAdapter[Any] = TypeAdapter(WidgetFrame)
@@ -144,6 +234,21 @@ class Citation(Frame):
     entry_id: int
     title: str
     answer: str
+
+
+class AttachmentOut(Frame):
+    """A file sent with a message. ``url`` and ``thumbnail_url`` answer only the
+    conversation's visitor (``Authorization: Bearer TOKEN``) and its agents (session)."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str
+    # Images: None while the thumbnail is being made (``attachment.updated`` follows).
+    thumbnail_url: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 class ClarifyOption(Frame):
@@ -171,8 +276,28 @@ class MessageOut(Frame):
     # stream whose bubble this message replaces.
     citations: list[Citation] = Field(default_factory=list)
     stream_id: str | None = None
+    # A file message; ``body`` then holds the file's name.
+    attachment: AttachmentOut | None = None
     # Bot questions "Did you mean …?": the entries to offer as quick-reply buttons.
     clarify: list[ClarifyOption] = Field(default_factory=list)
+
+
+class AttachmentUpdated(Frame):
+    """An image's thumbnail is ready: show it in the message ``seq``."""
+
+    type: Literal["attachment.updated"] = "attachment.updated"
+    conversation_id: int
+    seq: int
+    attachment: AttachmentOut
+
+
+class ReceiptUpdated(Frame):
+    """``reader`` has seen every message of the conversation up to ``seq``."""
+
+    type: Literal["receipt.updated"] = "receipt.updated"
+    conversation_id: int
+    reader: Literal["visitor", "agent"]
+    seq: int
 
 
 class MessageStreaming(Frame):
@@ -210,6 +335,8 @@ class ConversationOut(Frame):
     assignee_name: str | None = None
     handoff_reason: str = ""
     last_seq: int = 0
+    visitor_read_seq: int = 0
+    agent_read_seq: int = 0
 
 
 class VisitorOut(Frame):
@@ -250,6 +377,21 @@ class FeedbackRecorded(Frame):
     helpful: bool
 
 
+class CsatRequested(Frame):
+    """The conversation closed: ask the visitor for a 1–5 rating and an optional comment."""
+
+    type: Literal["csat.requested"] = "csat.requested"
+    conversation_id: int
+    scale: Literal["stars", "emoji"]
+    question: str
+
+
+class CsatRecorded(Frame):
+    type: Literal["csat.recorded"] = "csat.recorded"
+    conversation_id: int
+    score: int
+
+
 class TypingStarted(Frame):
     type: Literal["typing.started"] = "typing.started"
     conversation_id: int
@@ -273,10 +415,32 @@ class QueuePosition(Frame):
     agents_online: bool
 
 
+class BotDelayed(Frame):
+    """Widget: the bot has not answered the visitor's message ``seq`` within a few seconds
+    (its worker may be down). Say so, and offer a person. Not stored, never replayed."""
+
+    type: Literal["bot.delayed"] = "bot.delayed"
+    conversation_id: int
+    seq: int
+
+
 class VisitorUpdated(Frame):
     type: Literal["visitor.updated"] = "visitor.updated"
     email: str
     name: str
+
+
+class VisitorIdentified(Frame):
+    """The answer to ``visitor.identify``: the visitor this socket now speaks for.
+
+    A verified identity may be a visitor first seen on another device: store its ``token``,
+    and show its latest ``conversation`` (the history of every device).
+    """
+
+    type: Literal["visitor.identified"] = "visitor.identified"
+    visitor: VisitorOut
+    verified: bool
+    conversation: ConversationOut | None = None
 
 
 class ConversationReturned(Frame):
@@ -298,6 +462,62 @@ class AgentUpdated(Frame):
     assigned: int
 
 
+class NoteOut(Frame):
+    """Console only: an internal note, shown after the message ``after_seq``."""
+
+    type: Literal["note.created"] = "note.created"
+    conversation_id: int
+    note_id: int
+    after_seq: int
+    author_name: str
+    body: str
+    client_id: str | None = None
+    created_at: str
+
+
+class ConversationTransferred(Frame):
+    """Console, to the agent (or the team's agents) a conversation was transferred to."""
+
+    type: Literal["conversation.transferred"] = "conversation.transferred"
+    conversation_id: int
+    from_name: str
+    to_name: str
+    note: str
+    message: str
+
+
+class InboxChanged(Frame):
+    """Console, to one agent: their "mine" list changed (a new customer message, a
+    conversation transferred in or out, read, closed or reopened)."""
+
+    type: Literal["inbox.changed"] = "inbox.changed"
+    conversation_id: int
+
+
+class TranscriptQueued(Frame):
+    """Widget: the transcript is on its way to ``email``."""
+
+    type: Literal["transcript.queued"] = "transcript.queued"
+    conversation_id: int
+    email: str
+
+
+class NotificationCreated(Frame):
+    """Console, to one agent: something they asked to hear about (a new conversation in
+    the queue, one assigned to them, a customer's reply). The console plays a sound, badges
+    its title and shows a browser notification when its tab is hidden."""
+
+    type: Literal["notification.created"] = "notification.created"
+    kind: Literal["queued", "assigned", "reply"]
+    conversation_id: int
+    title: str
+    body: str
+    url: str
+    # Notifications with one tag replace each other (the page's and the service worker's).
+    tag: str
+    sound: bool
+
+
 class Pong(Frame):
     type: Literal["pong"] = "pong"
 
@@ -308,7 +528,7 @@ class ErrorOut(Frame):
     message: str
     # The ``client_id`` (or frame type) the error answers, when known.
     ref: str | None = None
-    # ``rate_limited`` only: seconds to wait before trying again.
+    # ``rate_limited`` and ``unavailable``: seconds to wait before trying again.
     retry_after: int | None = None
 
 

@@ -70,3 +70,43 @@ def presence_sweep() -> int:
     from chat.services.presence import presence_sweep as sweep
 
     return sweep()
+
+
+@shared_task(acks_late=True)
+def retention_sweep() -> int:
+    """Beat: delete or anonymise conversations past their site's retention."""
+    from chat.services.privacy import retention_sweep as sweep
+
+    return sweep()
+
+
+@shared_task(acks_late=True)
+def attachment_thumbnail(attachment_id: int) -> None:
+    """A big image's thumbnail, made outside the upload request."""
+    from chat.services.attachments import attachment_thumbnail_make
+
+    attachment_thumbnail_make(attachment_id=attachment_id)
+
+
+@shared_task(acks_late=True)
+def delivery_send(delivery_id: int) -> None:
+    """One try of a push or an e-mail; a temporary failure enqueues the next, up to a limit."""
+    from chat.services.deliveries import delivery_attempt
+
+    delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(acks_late=True)
+def email_fallback_check(conversation_id: int) -> None:
+    """Enqueued with the site's countdown after an agent reply: e-mail it if still unseen."""
+    from chat.services.notifications import email_unseen_send
+
+    email_unseen_send(conversation_id=conversation_id, now=None)
+
+
+@shared_task(acks_late=True)
+def email_fallback_sweep() -> int:
+    """Beat: e-mail replies left unseen past their site's limit (countdowns may be lost)."""
+    from chat.services.notifications import email_fallback_sweep as sweep
+
+    return sweep()

@@ -109,6 +109,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "csp.context_processors.nonce",
+                "chat.context_processors.notifications",
             ],
         },
     },
@@ -116,17 +117,43 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
+# Connections per process that PostgreSQL serves from a psycopg pool; 0: no pool (then
+# DATABASE_CONN_MAX_AGE decides how long each thread keeps its own connection).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0)
+            DATABASE_URL,
+            conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 0),
+            # A kept connection is checked before its first use in each frame or request, so
+            # one that died with the database (or the network) is replaced, not used.
+            conn_health_checks=True,
         )
     }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        options = DATABASES["default"].setdefault("OPTIONS", {})
+        # An unreachable database fails the frame in seconds instead of hanging the socket.
+        options["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+        if DATABASE_POOL_SIZE:
+            # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
+            # A fixed size, opened at start: growing on demand made the first burst wait for
+            # new backends (tens of ms each on a busy machine). With conn_health_checks,
+            # Django has the pool check a connection before lending it, so one that died with
+            # the database is replaced, not used; waiting longer than a connection takes to
+            # open means the database is gone.
+            options["pool"] = {
+                "min_size": DATABASE_POOL_SIZE,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": options["connect_timeout"],
+            }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            # Kept open: the last connection's close checkpoints the WAL (~15 ms a frame).
+            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # WAL lets readers run beside the single writer; IMMEDIATE takes the write
                 # lock at BEGIN so two writers queue instead of failing with "locked".
@@ -151,7 +178,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "helpdesk")},
+            # More than one Redis: channels and groups are spread over them by a hash of
+            # their names (every process must list the same hosts in the same order).
+            "CONFIG": {
+                "hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]),
+                "prefix": env_str("CHANNEL_PREFIX", "helpdesk"),
+            },
         }
     }
     CACHES = {
@@ -177,6 +209,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "presence-sweep": {"task": "chat.tasks.presence_sweep", "schedule": 20.0},
     "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
+    # Agent replies nobody saw for the site's N minutes go out by e-mail.
+    "email-fallback-sweep": {"task": "chat.tasks.email_fallback_sweep", "schedule": 30.0},
+    # Each site's "keep conversations (days)"; hourly is plenty for a limit counted in days.
+    "retention-sweep": {"task": "chat.tasks.retention_sweep", "schedule": 3600.0},
 }
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.
@@ -207,7 +243,9 @@ STORAGES = {
         else "whitenoise.storage.CompressedStaticFilesStorage"
     },
 }
-MEDIA_ROOT = BASE_DIR / "media"
+# Uploaded attachments (Django's default storage); served only through chat.views, never
+# as static files.
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 WHITENOISE_USE_FINDERS = True
 
 # --- Helpdesk ----------------------------------------------------------------------------
@@ -220,14 +258,37 @@ HELPDESK_MAX_MESSAGE_CHARS = env_int("HELPDESK_MAX_MESSAGE_CHARS", 4000)
 HELPDESK_MAX_FRAME_BYTES = env_int("HELPDESK_MAX_FRAME_BYTES", 32_768)
 # How long a visitor token stays valid, in days.
 HELPDESK_VISITOR_TOKEN_DAYS = env_int("HELPDESK_VISITOR_TOKEN_DAYS", 365)
+# How long a rating link (chat.services.csat.csat_link) stays valid, in days.
+HELPDESK_CSAT_LINK_DAYS = env_int("HELPDESK_CSAT_LINK_DAYS", 14)
 # Public address of the site, used in the embed snippet; empty means "the request's host".
 HELPDESK_PUBLIC_URL = env_str("HELPDESK_PUBLIC_URL")
+# Threads per server process that run socket frames (each with its own database
+# connection); layer events to sockets need none.
+HELPDESK_FRAME_THREADS = env_int("HELPDESK_FRAME_THREADS", 8 if DATABASE_URL else 4)
+# Visitors' messages from many sockets share one transaction (chat/services/group_commit.py).
+HELPDESK_GROUP_COMMIT = env_bool("HELPDESK_GROUP_COMMIT", True)
+if HELPDESK_FRAME_THREADS < 1:
+    raise ImproperlyConfigured("HELPDESK_FRAME_THREADS must be at least 1")
+if DATABASE_URL and DATABASE_POOL_SIZE and DATABASE_POOL_SIZE < HELPDESK_FRAME_THREADS:
+    raise ImproperlyConfigured("DATABASE_POOL_SIZE must be at least HELPDESK_FRAME_THREADS")
+# Seconds without a bot answer before the widget is told the bot is slow (``bot.delayed``)
+# and offered a person; 0 never tells.
+HELPDESK_BOT_SLOW_SECONDS = env_int("HELPDESK_BOT_SLOW_SECONDS", 8)
 # Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only
 # through the cache, so only with REDIS_URL.
 HELPDESK_RATE_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE", 30)
 HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP", 120)
 HELPDESK_RATE_CONVERSATIONS_PER_HOUR = env_int("HELPDESK_RATE_CONVERSATIONS_PER_HOUR", 10)
 HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP", 20)
+HELPDESK_RATE_UPLOADS_PER_MINUTE = env_int("HELPDESK_RATE_UPLOADS_PER_MINUTE", 10)
+HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP", 30)
+# Attachments: images above this many pixels are refused (decompression bombs); Pillow's own
+# bomb check is set to the same figure.
+HELPDESK_UPLOAD_MAX_PIXELS = env_int("HELPDESK_UPLOAD_MAX_PIXELS", 40_000_000)
+# Thumbnails costing at most this many decoded pixels are made inside the upload request;
+# bigger ones by a Celery task (a JPEG, decoded scaled down, counts 1/8 of its pixels).
+# `manage.py bench_thumbnails` measures the cost per pixel.
+HELPDESK_THUMBNAIL_INLINE_PIXELS = env_int("HELPDESK_THUMBNAIL_INLINE_PIXELS", 4_000_000)
 
 # --- LLM answers (any OpenAI-compatible server) -----------------------------------------
 # Sites in "auto" LLM mode use the model only when a key is set; "on" uses it regardless
@@ -245,6 +306,51 @@ if OPENAI_TIMEOUT < 1 or OPENAI_MAX_RETRIES < 0:
 if OPENAI_TIMEOUT >= CELERY_TASK_TIME_LIMIT:
     # The worker would be killed before the bot could fall back to a retrieval answer.
     raise ImproperlyConfigured("OPENAI_TIMEOUT must be shorter than CELERY_TASK_TIME_LIMIT")
+
+# --- Notifications: Web Push and e-mail ---------------------------------------------------
+# VAPID: the private key as base64url (raw 32 bytes or DER), or a file holding it. Unset in
+# DEBUG, a key pair is generated into var/vapid.json at first run; unset otherwise, Web Push
+# is off. The public key (for PushManager.subscribe) is derived from it.
+VAPID_PRIVATE_KEY = env_str("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:helpdesk@localhost")
+VAPID_KEY_FILE = env_str("VAPID_KEY_FILE", str(BASE_DIR / "var" / "vapid.json"))
+if not VAPID_PRIVATE_KEY and DEBUG:
+    from helpdesk.notify_settings import vapid_dev_key
+
+    VAPID_PRIVATE_KEY = vapid_dev_key(Path(VAPID_KEY_FILE))
+# Seconds a push service may hold a notification for an offline browser.
+WEBPUSH_TTL = env_int("WEBPUSH_TTL", 3600)
+WEBPUSH_TIMEOUT = env_int("WEBPUSH_TIMEOUT", 10)
+# Accept subscriptions whose endpoint is plain http:// (a local push service in tests).
+WEBPUSH_ALLOW_HTTP = env_bool("WEBPUSH_ALLOW_HTTP", DEBUG)
+
+# E-mail: EMAIL_URL (smtp://user:pass@host:587?tls, smtps://…:465, console:) or the usual
+# EMAIL_HOST/EMAIL_PORT/EMAIL_HOST_USER/EMAIL_HOST_PASSWORD/EMAIL_USE_TLS/EMAIL_USE_SSL.
+# With neither, DEBUG prints mail to the console and production sends to localhost:25.
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Helpdesk <helpdesk@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_URL = env_str("EMAIL_URL")
+if EMAIL_URL:
+    from helpdesk.notify_settings import email_settings
+
+    globals().update(email_settings(EMAIL_URL))
+else:
+    EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+    EMAIL_PORT = env_int("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_BACKEND = (
+        "django.core.mail.backends.console.EmailBackend"
+        if DEBUG and not os.environ.get("EMAIL_HOST")
+        else "django.core.mail.backends.smtp.EmailBackend"
+    )
+# A failed push or e-mail is tried this many times in all, then recorded as failed.
+HELPDESK_DELIVERY_ATTEMPTS = env_int("HELPDESK_DELIVERY_ATTEMPTS", 3)
+# How long the signed links in e-mails (back to the conversation) stay valid, in days.
+HELPDESK_LINK_DAYS = env_int("HELPDESK_LINK_DAYS", 30)
 
 # --- Security headers ---------------------------------------------------------------------
 # Scripts and styles only from our own static files; a nonce for the few elements that must

@@ -122,3 +122,74 @@ async def test_it_never_lets_an_agent_subscribe_to_another_teams_conversation(co
     count = await database_sync_to_async(lambda: hidden.messages.count())()
     assert count == 0
     await console.close()
+
+
+@pytest.mark.parametrize(
+    ("persona", "counted"),
+    [
+        ("alice", {"shared", "support_only"}),
+        ("bob", {"shared"}),
+        ("bob_supervisor", {"shared", "support_only"}),  # every team of his sites
+        ("charlie_supervisor", {"other_site"}),  # never another company's
+        ("admin", {"shared", "support_only", "other_site"}),
+    ],
+)
+def test_it_lets_supervisors_count_their_sites_whole_work(
+    conversations, alice, bob, charlie, admin, persona, counted
+):
+    from chat.models import Agent
+
+    if persona.endswith("_supervisor"):
+        Agent.objects.filter(display_name=persona.split("_")[0].title()).update(is_supervisor=True)
+    user = {
+        "alice": alice.user,
+        "bob": bob.user,
+        "bob_supervisor": bob.user,
+        "charlie_supervisor": charlie.user,
+        "admin": admin,
+    }[persona]
+    queryset = access.conversations_to_supervise(user)
+    assert {name for name, c in conversations.items() if c in queryset} == counted
+    assert access.may_supervise(user) == (persona.endswith("_supervisor") or persona == "admin")
+
+
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        ("get", "conversation"),
+        ("post", "take"),
+        ("post", "close"),
+        ("post", "reopen"),
+        ("post", "transfer"),
+        ("post", "labels"),
+        ("post", "seen"),
+    ],
+)
+def test_every_conversation_endpoint_hides_other_teams_work(
+    client, conversations, bob, method, name
+):
+    client.force_login(bob.user)
+    hidden = conversations["support_only"]
+    url = f"/console/c/{hidden.pk}/" + ("" if name == "conversation" else f"{name}/")
+    assert getattr(client, method)(url).status_code == 404
+    hidden.refresh_from_db()
+    assert hidden.status == "waiting" and hidden.assignee is None
+
+
+def test_it_checks_a_sockets_conversation_once_and_still_refuses_others(
+    conversations, visitor_a, visitor_b, django_assert_num_queries
+):
+    """A widget socket remembers what it was allowed; a conversation never changes owner."""
+    allowed = access.VisitorConversations(visitor_a)
+    with django_assert_num_queries(1):
+        first = allowed.remembered(conversations["shared"].pk)
+    with django_assert_num_queries(0):
+        assert allowed.remembered(conversations["shared"].pk) is first
+    assert first.visitor is visitor_a  # one object: a name set on the socket shows at once
+    for theirs in ("support_only", "other_site"):
+        with pytest.raises(access.NotFound):
+            allowed.remembered(conversations[theirs].pk)
+    # Started elsewhere by someone else: never remembered as this visitor's.
+    allowed.remember(conversations["support_only"])
+    with pytest.raises(access.NotFound):
+        allowed.remembered(conversations["support_only"].pk)

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from chat.models import Agent, Conversation
-from tests.live import daphne_server
+from tests.live import daphne_server, frames_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def frames_until(ws: ClientConnection, frame_type: str, **match: Any) -> list[dict[str, Any]]:
-    """Read frames up to and including the first of ``frame_type`` matching ``match``."""
-    seen = []
-    while True:
-        frame = json.loads(ws.recv(timeout=10))
-        seen.append(frame)
-        if frame["type"] == frame_type and all(frame.get(k) == v for k, v in match.items()):
-            return seen
 
 
 def test_it_completes_the_documented_flow_with_a_plain_websocket_client(site, alice):

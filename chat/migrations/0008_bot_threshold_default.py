@@ -16,7 +16,7 @@ def follow_new_default(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor)
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0004_routing_and_presence"),
+        ("chat", "0007_privacy"),
     ]
 
     operations = [

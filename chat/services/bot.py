@@ -20,7 +20,6 @@ from django.utils.translation import gettext
 
 import bots
 from bots.llm import LlmAnswer, LlmClient, LlmError, LlmResult, Passage
-from bots.text import tokenize
 from chat.knowledge.entries import site_knowledge_index
 from chat.models import BotDecision, Conversation, Message, Site
 from chat.services.conversations import conversation_handoff
@@ -233,6 +232,8 @@ def _evidence(index: bots.KnowledgeIndex, question: str) -> list[tuple[bots.Know
 def bot_warm_up(*, sites: int = WARM_SITES) -> int:
     """Load the embedding model and build the indexes of the ``sites`` most recently active
     bot sites; returns how many were built. Safe to run while visitors are being answered."""
+    from bots.text import tokenize  # numpy, jieba: only where the bot runs
+
     bots.default_embedder().embed(["warm up", "预热"])  # the models
     tokenize("预热")  # jieba's dictionary
     active = (

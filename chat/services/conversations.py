@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -12,8 +14,12 @@ import bots
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.services import notifications
+from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
-from chat.services.messages import Posted, message_post
+from chat.services.group_commit import group_commit
+from chat.services.inbox import inbox_notify
+from chat.services.messages import ConversationClosed, Posted, message_post
 from chat.services.queue import assignment_started, queue_announce
 
 
@@ -21,11 +27,27 @@ class Conflict(Exception):
     """The change does not fit the conversation's state (e.g. someone else took it)."""
 
 
+class ConsentRequired(Exception):
+    """The site asks the visitor to agree to its consent text before a conversation starts."""
+
+
 def conversation_start(
-    *, site: Site, visitor: Visitor, page_url: str = "", team_id: int | None = None
+    *,
+    site: Site,
+    visitor: Visitor,
+    page_url: str = "",
+    team_id: int | None = None,
+    consent: bool = False,
 ) -> Conversation:
+    # Only a page of the site itself: e-mailed links lead back there.
+    page_url = page_url if page_url.startswith(("https://", "http://")) else ""
+    if page_url and not site.allows_origin(page_url):
+        page_url = ""
     status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
     conversation = Conversation.objects.create(
+        # What the visitor agreed to, as it read when they did.
+        consent_text=site.consent_text if consent else "",
+        consent_at=timezone.now() if consent and site.consent_text else None,
         site=site,
         visitor=visitor,
         status=status,
@@ -37,6 +59,7 @@ def conversation_start(
     )
     if not site.bot_enabled:
         _announce_queue(site.pk)
+        _after_commit(lambda: notifications.agents_notify_queued(conversation=conversation))
     return conversation
 
 
@@ -47,16 +70,31 @@ def visitor_message_send(
     body: str,
     client_id: str,
     team_id: int | None = None,
+    consent: bool = False,
+    page_url: str = "",
     on_conversation: Callable[[Conversation], None] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
-    (for the team ``team_id`` they chose, if it is one of the site's).
+    (for the team ``team_id`` they chose, if it is one of the site's; with ``consent`` to
+    the site's consent text when it has one).
 
     ``on_conversation`` hears which conversation it is before anything is posted, so the
     sender can subscribe to it before the answers (an eager bot answers inline) go out.
 
     A resend of a stored ``client_id`` changes nothing: no new conversation, no reopening.
     """
+    if conversation is not None and not meta:
+        # The common case, words in an open conversation: one short transaction.
+        if on_conversation is not None:
+            on_conversation(conversation)
+        try:
+            posted = _visitor_post_open(conversation=conversation, body=body, client_id=client_id)
+        except ConversationClosed:
+            conversation.status = Conversation.Status.CLOSED
+        else:
+            _visitor_message_stored(conversation, posted)
+            return posted
     stored = (
         Message.objects.select_related("conversation__visitor", "agent")
         .filter(conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id)
@@ -68,15 +106,40 @@ def visitor_message_send(
         if conversation is None:
             conversation = visitor.conversations.open().order_by("-created_at").first()
         if conversation is None:
+            if visitor.site.consent_text and not consent:
+                raise ConsentRequired  # before the rate limit counts a conversation
             ratelimit.conversation_start_hit(visitor_id=visitor.pk)
-            conversation = conversation_start(site=visitor.site, visitor=visitor, team_id=team_id)
+            conversation = conversation_start(
+                site=visitor.site,
+                visitor=visitor,
+                team_id=team_id,
+                consent=consent,
+                page_url=page_url,
+            )
         if on_conversation is not None:
             on_conversation(conversation)
-        return visitor_message_receive(conversation=conversation, body=body, client_id=client_id)
+        return visitor_message_receive(
+            conversation=conversation, body=body, client_id=client_id, meta=meta
+        )
 
 
-def visitor_message_receive(*, conversation: Conversation, body: str, client_id: str) -> Posted:
-    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads."""
+def _visitor_post_open(*, conversation: Conversation, body: str, client_id: str) -> Posted:
+    if settings.HELPDESK_GROUP_COMMIT and not transaction.get_connection().in_atomic_block:
+        return group_commit.visitor_post(conversation=conversation, body=body, client_id=client_id)
+    return message_post(
+        conversation=conversation,
+        author=Message.Author.VISITOR,
+        body=body,
+        client_id=client_id,
+        require_open=True,
+    )
+
+
+def visitor_message_receive(
+    *, conversation: Conversation, body: str, client_id: str, meta: dict[str, Any] | None = None
+) -> Posted:
+    """A visitor wrote: store it, reopen a closed conversation, and wake the bot if it leads
+    (not for a file: the bot cannot read one; it answers the next words)."""
     with transaction.atomic():
         if not conversation.is_open:
             _reopen(conversation)
@@ -85,19 +148,46 @@ def visitor_message_receive(*, conversation: Conversation, body: str, client_id:
             author=Message.Author.VISITOR,
             body=body,
             client_id=client_id,
+            meta=meta,
         )
-        if posted.created and conversation.is_with_bot:
-            from chat.tasks import bot_answer
-
-            seq = posted.message.seq
-            transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
-        elif posted.created and conversation.status == Conversation.Status.WAITING:
-            _announce_queue(conversation.site_id)
+        _visitor_message_stored(conversation, posted)
     return posted
 
 
+def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
+    if posted.created and conversation.assignee_id is not None:
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
+    if posted.created and conversation.is_with_bot and not posted.message.meta:
+        from chat.tasks import bot_answer
+
+        seq = posted.message.seq
+        # robust: a broker outage must not fail a message that is already stored; the
+        # widget then hears ``bot.delayed`` and can ask for a person.
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq), robust=True)
+    elif posted.created and conversation.status == Conversation.Status.WAITING:
+        _announce_queue(conversation.site_id)
+    elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
+        message = posted.message
+        _after_commit(
+            lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
+        )
+
+
+def bot_answer_overdue(*, conversation_id: int, seq: int) -> bool:
+    """Whether the visitor's message ``seq`` is still waiting for the bot: the bot leads and
+    nothing (no answer, no hand-off, no newer message) was posted after it."""
+    return Conversation.objects.filter(
+        pk=conversation_id, status=Conversation.Status.BOT, last_seq=seq
+    ).exists()
+
+
 def agent_message_post(
-    *, conversation: Conversation, agent: Agent, body: str, client_id: str
+    *,
+    conversation: Conversation,
+    agent: Agent,
+    body: str,
+    client_id: str,
+    meta: dict[str, Any] | None = None,
 ) -> Posted:
     """An agent replies. Replying to an unassigned conversation takes it first; replying to a
     closed one reopens it as the replying agent's."""
@@ -106,13 +196,22 @@ def agent_message_post(
             _reopen(conversation, assignee=agent)
         elif conversation.assignee_id != agent.pk:
             conversation_take(conversation=conversation, agent=agent)
-        return message_post(
+        posted = message_post(
             conversation=conversation,
             author=Message.Author.AGENT,
             body=body,
             client_id=client_id,
             agent=agent,
+            meta=meta,
         )
+        if posted.created:
+            message = posted.message
+            _after_commit(
+                lambda: notifications.visitor_notify_reply(
+                    conversation=conversation, message=message
+                )
+            )
+        return posted
 
 
 def conversation_handoff(
@@ -141,6 +240,7 @@ def conversation_handoff(
         )
         _announce(conversation)
         _announce_queue(conversation.site_id)
+        _after_commit(lambda: notifications.agents_notify_queued(conversation=conversation))
     return True
 
 
@@ -164,11 +264,17 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
             meta={"event": "assigned", "agent_id": agent.pk},
         )
         assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
         _announce(conversation)
         _announce_queue(conversation.site_id)
 
 
-def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
+def conversation_close(
+    *, conversation: Conversation, by: Agent | None, survey: bool = True
+) -> None:
+    """Close the conversation (``by`` None: the visitor ended it). Unless the agent chose to
+    close without one (``survey=False``), the visitor is asked for a rating when the site's
+    rules allow."""
     with transaction.atomic():
         updated = (
             Conversation.objects.filter(pk=conversation.pk)
@@ -186,8 +292,39 @@ def conversation_close(*, conversation: Conversation, by: Agent | None) -> None:
             body=body,
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
+        if conversation.messages.filter(author=Message.Author.AGENT).exists():
+            _after_commit(lambda: notifications.transcript_send(conversation=conversation))
+        inbox_notify(agent_id=conversation.assignee_id, conversation_id=conversation.pk)
         _announce(conversation)
+        if survey:
+            csat_request(conversation=conversation, by=by)
         _announce_queue(conversation.site_id)
+
+
+def conversation_reopen(*, conversation: Conversation, agent: Agent) -> None:
+    """An agent reopens a closed conversation; it becomes theirs."""
+    with transaction.atomic():
+        locked = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk, status=Conversation.Status.CLOSED)
+            .first()
+        )
+        if locked is None:
+            conversation.refresh_from_db()
+            raise Conflict(_("This conversation is already open."))
+        _reopen(conversation, assignee=agent)
+        Conversation.objects.filter(pk=conversation.pk).update(assigned_at=timezone.now())
+        conversation.refresh_from_db()
+        with translation.override(_conversation_language(conversation)):
+            body = _("%(name)s reopened the conversation.") % {"name": agent.display_name}
+        message_post(
+            conversation=conversation,
+            author=Message.Author.SYSTEM,
+            body=body,
+            meta={"event": "reopened", "agent_id": agent.pk},
+        )
+        assignment_started(conversation=conversation, agent=agent)
+        inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
 
 
 def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> Message:
@@ -274,3 +411,8 @@ def _queue_priority(visitor: Visitor) -> int:
 
 def _announce_queue(site_id: int) -> None:
     queue_announce(site_id)
+
+
+def _after_commit(notify: Callable[[], object]) -> None:
+    """Notifications go out after commit, and a failure there never fails the chat."""
+    transaction.on_commit(notify, robust=True)

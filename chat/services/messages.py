@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
 from chat.models import Agent, Conversation, Message
 from chat.realtime import agents_group, send_after_commit, visitor_group
@@ -19,6 +18,10 @@ class Posted:
     created: bool  # False when ``client_id`` had been stored before (a resend)
 
 
+class ConversationClosed(Exception):
+    """``message_post(require_open=True)`` found the conversation closed; nothing was stored."""
+
+
 def message_post(
     *,
     conversation: Conversation,
@@ -27,20 +30,26 @@ def message_post(
     client_id: str | None = None,
     agent: Agent | None = None,
     meta: dict[str, Any] | None = None,
+    require_open: bool = False,
 ) -> Posted:
     """Store a message under the conversation's next ``seq`` and broadcast it after commit.
 
     Sending the same ``client_id`` again returns the stored message instead of a copy.
+    ``conversation.last_seq``, ``.status`` and ``.assignee_id`` come back as the database
+    has them now; with ``require_open``, a closed conversation stores nothing and raises
+    ``ConversationClosed``.
+    Outside a transaction this is one: the sequence number, the row and the commit.
     """
-    if client_id is not None:
-        existing = _by_client_id(conversation, author, client_id)
-        if existing is not None:
-            return Posted(existing, created=False)
     try:
         with transaction.atomic():
             message = _insert(conversation, author, body, client_id, agent, meta or {})
+            if require_open and not conversation.is_open:
+                raise ConversationClosed
+            if author == Message.Author.AGENT:
+                _first_response(conversation, message)
     except IntegrityError:
-        # Two sockets raced with the same client_id; the other one stored it.
+        # A resend (or two sockets racing with the same client_id): the first one stands.
+        # Insert first and look up only then: resends are rare, every message pays a lookup.
         existing = _by_client_id(conversation, author, client_id) if client_id else None
         if existing is None:
             raise
@@ -56,13 +65,13 @@ def _insert(
     agent: Agent | None,
     meta: dict[str, Any],
 ) -> Message:
-    # UPDATE first: it takes the row lock (the write lock on SQLite) that orders the sequence.
-    Conversation.objects.filter(pk=conversation.pk).update(last_seq=F("last_seq") + 1)
-    seq = Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation.pk)
-    conversation.last_seq = seq
+    taken = Conversation.objects.seq_take(conversation.pk)
+    if taken is None:
+        raise Conversation.DoesNotExist
+    conversation.last_seq, conversation.status, conversation.assignee_id = taken
     message = Message.objects.create(
         conversation=conversation,
-        seq=seq,
+        seq=conversation.last_seq,
         author=author,
         agent=agent,
         body=body,
@@ -73,6 +82,16 @@ def _insert(
         [visitor_group(conversation.pk), agents_group(conversation.pk)], message_frame(message)
     )
     return message
+
+
+def _first_response(conversation: Conversation, message: Message) -> None:
+    """The first agent reply ends the conversation's first response time (reports)."""
+    if conversation.first_response_at is not None:
+        return
+    Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(
+        first_response_at=message.created_at
+    )
+    conversation.first_response_at = message.created_at
 
 
 def _by_client_id(

@@ -10,6 +10,7 @@ neither assign one conversation twice nor fill an agent past their capacity.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from django.db import transaction
@@ -34,6 +35,7 @@ from chat.realtime import agent_group, agents_group, send_after_commit, visitor_
 from chat.services.conversations import Conflict, conversation_take
 from chat.services.frames import conversation_frame
 from chat.services.messages import message_post
+from chat.services.notifications import agent_notify_assigned
 from chat.services.queue import (
     agent_announce,
     queue_announce,
@@ -123,6 +125,10 @@ def _assign(conversation: Conversation, now: datetime) -> Agent | Literal[False]
                 conversation_take(conversation=conversation, agent=agent)
             except Conflict:
                 return False
+            transaction.on_commit(
+                partial(agent_notify_assigned, conversation=conversation, agent=agent),
+                robust=True,
+            )
             return agent
     return None
 

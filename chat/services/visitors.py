@@ -65,6 +65,19 @@ def visitor_from_token(*, site: Site, token: str) -> Visitor:
     return visitor
 
 
+def visitor_from_bearer(token: str) -> Visitor:
+    """The visitor of a token sent without its site (HTTP ``Authorization: Bearer``)."""
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT)  # the age is checked below
+    except signing.BadSignature:
+        raise BadToken from None
+    site_id = data.get("s") if isinstance(data, dict) else None
+    site = Site.objects.filter(pk=site_id).first() if isinstance(site_id, int) else None
+    if site is None:
+        raise BadToken
+    return visitor_from_token(site=site, token=token)
+
+
 def visitor_contact_set(*, visitor: Visitor, email: str, name: str = "") -> Visitor:
     """The visitor leaves an address to be answered at (nobody online, or they cannot wait).
 

@@ -13,6 +13,8 @@
   const TYPING_SEND_EVERY_MS = 3000;
   const TYPING_SHOW_MS = 4000;
   const TOAST_MS = 6000;
+  const RETRYABLE = ["server_error", "unavailable"]; // nothing was stored: resend, same client_id
+  const RETRY_AFTER_SERVER_ERROR_MS = 3000;
   const AUTHORS = ["visitor", "bot", "agent", "system"];
 
   const state = {
@@ -26,10 +28,21 @@
     agentName: "",
     // client_id → body of replies the server has not acknowledged yet; resent on reconnect.
     outbox: new Map(),
+    // The same for internal notes (acknowledged by their own note.created).
+    noteOutbox: new Map(),
+    seenTimer: 0,
+    canned: [],
+    cannedMatches: [],
+    cannedIndex: 0,
+    selectedRow: -1,
+    pendingG: false,
+    leaving: false,
     typingSentAt: 0,
     typingTimer: 0,
     toastTimer: 0,
     baseTitle: "",
+    visitorReadSeq: 0, // the visitor has seen every message up to this seq ("Seen")
+    readSent: 0, // the highest seq we told the server this agent has seen
   };
 
   const dom = {};
@@ -45,6 +58,12 @@
     "sync.done": onSyncDone,
     "conversation.updated": onConversationUpdated,
     "typing.started": onTypingStarted,
+    "notification.created": onNotification,
+    "note.created": onNoteCreated,
+    "conversation.transferred": onConversationTransferred,
+    "inbox.changed": refreshQueue,
+    "attachment.updated": onAttachmentUpdated,
+    "receipt.updated": onReceiptUpdated,
     "error": onErrorFrame,
     "pong": function () {},
   };
@@ -144,6 +163,14 @@
     if (document.getElementById("queue")) {
       htmx.trigger("#queue", "refresh");
     }
+    if (document.getElementById("supervisor")) {
+      htmx.trigger("#supervisor", "refresh");
+    }
+  }
+
+  function onConversationTransferred(frame) {
+    showToast(frame.message);
+    refreshQueue();
   }
 
   // --- Presence: the status control in the top bar ---------------------------------------
@@ -176,13 +203,27 @@
     refreshQueue();
   }
 
+  // Unread notifications (counted while the tab is hidden) win over the queue's length.
   function updateTitle() {
     const queue = document.getElementById("queue");
-    if (!queue) {
-      return;
+    const waiting = queue ? Number(queue.dataset.waitingCount) || 0 : 0;
+    const unread = window.HelpdeskNotify ? window.HelpdeskNotify.unread() : 0;
+    let prefix = waiting > 0 ? "(" + waiting + ") " : "";
+    if (unread > 0) {
+      prefix = "(" + unread + " new) ";
     }
-    const waiting = Number(queue.dataset.waitingCount) || 0;
-    document.title = (waiting > 0 ? "(" + waiting + ") " : "") + state.baseTitle;
+    document.title = prefix + state.baseTitle;
+  }
+
+  // --- Notifications: sound, badge and browser notification live in notify.js -----------
+
+  function onNotification(frame) {
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.notify(frame);
+    }
+    if (frame.kind === "queued") {
+      refreshQueue();
+    }
   }
 
   // --- Conversation: transcript ----------------------------------------------------------
@@ -232,10 +273,13 @@
     placeBySeq(item);
     if (frame.author === "visitor") {
       hideTyping();
+      scheduleSeen();
     }
     if (atEnd || frame.author === "agent") {
       scrollToEnd();
     }
+    showSeen();
+    sendRead();
   }
 
   function fillMessage(item, frame) {
@@ -247,7 +291,15 @@
     }
     item.querySelector(".msg__author").textContent = frame.author_name || "";
     setTime(item.querySelector(".msg__time"), frame.created_at);
-    item.querySelector(".msg__body").textContent = frame.body;
+    let body = item.querySelector(".msg__body");
+    if (!body) {
+      body = document.createElement("div");
+      body.className = "msg__body";
+      item.querySelector(".msg__meta").after(body);
+    }
+    window.HelpdeskText.setLinkedText(body, frame.body);
+    body.hidden = Boolean(frame.attachment);
+    setAttachment(item, frame.attachment);
     setConfidence(item, frame.confidence, author);
     setSource(item, frame.source);
   }
@@ -289,11 +341,19 @@
     });
   }
 
-  // Messages with a seq are kept in seq order; pending replies (no seq yet) stay last.
+  // Messages with a seq are kept in seq order, each note right after the message it was
+  // written after (its after_seq); pending replies and notes (not stored yet) stay last.
   function placeBySeq(item) {
-    const seq = Number(item.dataset.seq);
+    const isNote = item.dataset.afterSeq !== undefined && item.dataset.noteId !== undefined;
+    const seq = Number(isNote ? item.dataset.afterSeq : item.dataset.seq);
     const before = Array.prototype.find.call(dom.transcript.children, function (other) {
-      return other !== item && (!other.dataset.seq || Number(other.dataset.seq) > seq);
+      if (other === item) {
+        return false;
+      }
+      if (other.dataset.noteId !== undefined) {
+        return !isNote && Number(other.dataset.afterSeq) >= seq;
+      }
+      return !other.dataset.seq || Number(other.dataset.seq) > seq;
     });
     if (before) {
       if (item.nextElementSibling !== before) {
@@ -313,9 +373,263 @@
     dom.transcript.scrollTop = dom.transcript.scrollHeight;
   }
 
+  // --- Conversation: internal notes (agents only) ----------------------------------------
+
+  function findNote(noteId) {
+    return dom.transcript.querySelector('.msg--note[data-note-id="' + Number(noteId) + '"]');
+  }
+
+  function newNoteItem() {
+    return dom.noteTemplate.content.firstElementChild.cloneNode(true);
+  }
+
+  function onNoteCreated(frame) {
+    if (frame.conversation_id !== openConversationId()) {
+      return;
+    }
+    if (frame.client_id) {
+      state.noteOutbox.delete(frame.client_id);
+    }
+    const atEnd = isScrolledToEnd();
+    const item = findNote(frame.note_id) || findByClientId(frame.client_id) || newNoteItem();
+    item.className = "msg msg--note";
+    item.dataset.noteId = String(frame.note_id);
+    item.dataset.afterSeq = String(frame.after_seq);
+    if (frame.client_id) {
+      item.dataset.clientId = frame.client_id;
+    }
+    item.querySelector(".msg__author").textContent = frame.author_name || "";
+    setTime(item.querySelector(".msg__time"), frame.created_at);
+    item.querySelector(".msg__body").textContent = frame.body;
+    placeBySeq(item);
+    if (atEnd) {
+      scrollToEnd();
+    }
+  }
+
+  // Customer messages that arrive while the page is in front count as read.
+  function scheduleSeen() {
+    clearTimeout(state.seenTimer);
+    state.seenTimer = setTimeout(function () {
+      if (document.visibilityState === "visible") {
+        postSeen();
+      }
+    }, 500);
+  }
+
+  function postSeen() {
+    const url = dom.transcript && dom.transcript.dataset.seenUrl;
+    if (url && !state.leaving) {
+      fetch(url, { method: "POST", headers: csrfHeaders(), credentials: "same-origin" });
+    }
+  }
+
+  function csrfHeaders() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+    } catch (error) {
+      return {};
+    }
+  }
+
   function onSyncDone(frame) {
     if (frame.conversation_id === openConversationId()) {
       dom.transcript.dataset.lastSeq = String(Math.max(highestSeq(), frame.last_seq));
+      sendRead();
+    }
+  }
+
+  // --- Conversation: attachments ---------------------------------------------------------
+
+  function setAttachment(item, attachment) {
+    const old = item.querySelector(".msg__attachment");
+    if (old) {
+      old.remove();
+    }
+    if (attachment) {
+      item.querySelector(".msg__body").after(buildAttachment(attachment));
+    }
+  }
+
+  function buildAttachment(attachment) {
+    const box = document.createElement("div");
+    box.className = "msg__attachment";
+    box.dataset.attachmentId = attachment.id;
+    const link = document.createElement("a");
+    link.href = attachment.url;
+    if (attachment.thumbnail_url) {
+      const image = document.createElement("img");
+      image.className = "msg__image";
+      image.src = attachment.thumbnail_url;
+      image.alt = attachment.name;
+      link.appendChild(image);
+    } else {
+      link.className = "msg__file";
+      const name = document.createElement("span");
+      name.className = "msg__file-name";
+      name.textContent = attachment.name;
+      const size = document.createElement("span");
+      size.className = "msg__file-size";
+      size.textContent = " " + formatSize(attachment.size);
+      link.append(name, size);
+    }
+    if (attachment.width) {
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+    } else {
+      link.download = attachment.name;
+    }
+    box.appendChild(link);
+    return box;
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) {
+      return bytes + " B";
+    }
+    return bytes < 1024 * 1024 ? Math.round(bytes / 1024) + " KB" : (bytes / 1048576).toFixed(1) + " MB";
+  }
+
+  function onAttachmentUpdated(frame) {
+    const item = frame.conversation_id === openConversationId() && findBySeq(frame.seq);
+    if (item && item.querySelector(".msg__body")) {
+      setAttachment(item, frame.attachment);
+    } else if (item) {
+      const old = item.querySelector(".msg__attachment");
+      old.replaceWith(buildAttachment(frame.attachment));
+    }
+  }
+
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function sendFiles(files) {
+    Array.prototype.forEach.call(files || [], sendFile);
+  }
+
+  function sendFile(file) {
+    const clientId = newClientId();
+    addPendingMessage(clientId, "Sending " + file.name + "…");
+    const form = new FormData();
+    form.append("client_id", clientId);
+    form.append("file", file, file.name);
+    fetch(dom.form.dataset.uploadUrl, {
+      method: "POST",
+      body: form,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken() },
+    })
+      .then(function (response) {
+        return response.json().then(function (data) {
+          return { ok: response.ok, data: data };
+        }, function () {
+          return { ok: false, data: { message: "The server answered " + response.status + "." } };
+        });
+      })
+      .then(function (result) {
+        if (!result.ok) {
+          throw new Error(result.data.message || "The file could not be sent.");
+        }
+        onMessageCreated(result.data); // fills the pending bubble (same client_id)
+      })
+      .catch(function (error) {
+        const pending = findByClientId(clientId);
+        if (pending && pending.classList.contains("msg--pending")) {
+          pending.remove();
+        }
+        showToast(error.message || "The file could not be sent.");
+      });
+  }
+
+  function listenForFiles() {
+    const input = document.getElementById("reply-file");
+    const button = document.getElementById("reply-attach");
+    if (!input || !button || dom.form.hasAttribute("data-uploads-off")) {
+      return;
+    }
+    button.addEventListener("click", function () {
+      input.click();
+    });
+    input.addEventListener("change", function () {
+      sendFiles(input.files);
+      input.value = "";
+    });
+    dom.body.addEventListener("paste", function (event) {
+      const files = event.clipboardData && event.clipboardData.files;
+      if (files && files.length) {
+        event.preventDefault();
+        sendFiles(files);
+      }
+    });
+    function hasFiles(event) {
+      return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0;
+    }
+    dom.transcript.parentNode.addEventListener("dragover", function (event) {
+      if (hasFiles(event)) {
+        event.preventDefault();
+        dom.transcript.classList.add("transcript--dragging");
+      }
+    });
+    dom.transcript.parentNode.addEventListener("dragleave", function () {
+      dom.transcript.classList.remove("transcript--dragging");
+    });
+    dom.transcript.parentNode.addEventListener("drop", function (event) {
+      if (hasFiles(event)) {
+        event.preventDefault();
+        dom.transcript.classList.remove("transcript--dragging");
+        sendFiles(event.dataTransfer.files);
+      }
+    });
+  }
+
+  // --- Conversation: read receipts -------------------------------------------------------
+
+  // This agent has seen what is on screen: only while the page is visible.
+  function sendRead() {
+    if (!dom.transcript || document.visibilityState !== "visible") {
+      return;
+    }
+    const seq = highestSeq();
+    if (seq > state.readSent && send({ type: "message.read", conversation_id: openConversationId(), seq: seq })) {
+      state.readSent = seq;
+    }
+  }
+
+  function onReceiptUpdated(frame) {
+    if (frame.conversation_id === openConversationId() && frame.reader === "visitor") {
+      state.visitorReadSeq = Math.max(state.visitorReadSeq, frame.seq);
+      showSeen();
+    }
+  }
+
+  // "Seen" under the latest agent message the visitor has read.
+  function showSeen() {
+    if (!dom.transcript) {
+      return;
+    }
+    let latest = null;
+    dom.transcript.querySelectorAll(".msg--agent[data-seq]").forEach(function (item) {
+      if (Number(item.dataset.seq) <= state.visitorReadSeq) {
+        latest = item;
+      }
+    });
+    const old = dom.transcript.querySelector(".msg__seen");
+    if (old && old.parentNode === latest) {
+      return;
+    }
+    if (old) {
+      old.remove();
+    }
+    if (latest) {
+      const seen = document.createElement("div");
+      seen.className = "msg__seen";
+      seen.textContent = "Seen";
+      latest.appendChild(seen);
     }
   }
 
@@ -325,6 +639,10 @@
     const header = document.getElementById("conv-header");
     if (!header || frame.conversation_id !== openConversationId()) {
       return;
+    }
+    if (typeof frame.visitor_read_seq === "number" && frame.visitor_read_seq > state.visitorReadSeq) {
+      state.visitorReadSeq = frame.visitor_read_seq;
+      showSeen();
     }
     const unchanged =
       header.dataset.status === frame.status &&
@@ -336,6 +654,9 @@
   }
 
   function refreshHeader() {
+    if (state.leaving) {
+      return; // transferred away: we are about to go back to the list, and may not see it
+    }
     htmx.ajax("GET", location.pathname, {
       target: "#conv-header",
       select: "#conv-header",
@@ -372,16 +693,45 @@
     }).join("");
   }
 
+  function composerMode() {
+    const checked = dom.form.querySelector('input[name="mode"]:checked');
+    return checked ? checked.value : "reply";
+  }
+
+  function setComposerMode(mode) {
+    const radio = dom.form.querySelector('input[name="mode"][value="' + mode + '"]');
+    if (radio) {
+      radio.checked = true;
+    }
+    dom.form.dataset.mode = mode;
+  }
+
   function submitReply() {
     const body = dom.body.value.trim();
     if (!body) {
       return;
     }
+    hideCanned();
     const clientId = newClientId();
+    if (composerMode() === "note") {
+      state.noteOutbox.set(clientId, body);
+      addPendingNote(clientId, body);
+      dom.body.value = "";
+      sendNote(clientId, body);
+      return;
+    }
     state.outbox.set(clientId, body);
     addPendingMessage(clientId, body);
     dom.body.value = "";
     sendReply(clientId, body);
+  }
+
+  function sendNote(clientId, body) {
+    send({ type: "note.create", conversation_id: openConversationId(), client_id: clientId, body: body });
+  }
+
+  function addPendingNote(clientId, body) {
+    addPending(newNoteItem(), "msg msg--note msg--pending", clientId, body);
   }
 
   function sendReply(clientId, body) {
@@ -392,15 +742,21 @@
     state.outbox.forEach(function (body, clientId) {
       sendReply(clientId, body);
     });
+    state.noteOutbox.forEach(function (body, clientId) {
+      sendNote(clientId, body);
+    });
   }
 
   function addPendingMessage(clientId, body) {
-    const item = newMessageItem();
-    item.className = "msg msg--agent msg--pending";
+    addPending(newMessageItem(), "msg msg--agent msg--pending", clientId, body);
+  }
+
+  function addPending(item, className, clientId, body) {
+    item.className = className;
     item.dataset.clientId = clientId;
     item.querySelector(".msg__author").textContent = state.agentName || "You";
     setTime(item.querySelector(".msg__time"), new Date().toISOString());
-    item.querySelector(".msg__body").textContent = body;
+    window.HelpdeskText.setLinkedText(item.querySelector(".msg__body"), body);
     dom.transcript.appendChild(item);
     scrollToEnd();
   }
@@ -427,8 +783,9 @@
   // A refused reply is taken out of the transcript and put back in the composer, so the
   // agent loses nothing and it is never resent behind their back.
   function dropRefusedReply(clientId) {
-    const body = state.outbox.get(clientId);
+    const body = state.outbox.get(clientId) || state.noteOutbox.get(clientId);
     state.outbox.delete(clientId);
+    state.noteOutbox.delete(clientId);
     const pending = findByClientId(clientId);
     if (pending && pending.classList.contains("msg--pending")) {
       pending.remove();
@@ -439,13 +796,123 @@
   }
 
   function onReplyKeydown(event) {
+    if (!dom.canned.hidden && cannedKeydown(event)) {
+      return;
+    }
+    if (event.key === "Escape") {
+      dom.body.blur();
+      return;
+    }
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submitReply();
     }
   }
 
+  // --- Composer: canned replies, typed as /shortcut ---------------------------------------
+
+  function loadCanned() {
+    const data = document.getElementById("canned-replies");
+    try {
+      state.canned = data ? JSON.parse(data.textContent) || [] : [];
+    } catch (error) {
+      state.canned = [];
+    }
+  }
+
+  // The "/word" just before the caret, at the start of the box or after a space.
+  function slashWord() {
+    const upto = dom.body.value.slice(0, dom.body.selectionStart);
+    const match = /(^|\s)\/([\w-]*)$/.exec(upto);
+    return match ? { start: upto.length - match[2].length - 1, word: match[2].toLowerCase() } : null;
+  }
+
+  function updateCanned() {
+    const typed = state.canned.length ? slashWord() : null;
+    if (!typed) {
+      hideCanned();
+      return;
+    }
+    state.cannedMatches = state.canned.filter(function (reply) {
+      return reply.shortcut.toLowerCase().indexOf(typed.word) === 0;
+    });
+    if (!state.cannedMatches.length) {
+      hideCanned();
+      return;
+    }
+    state.cannedIndex = Math.min(state.cannedIndex, state.cannedMatches.length - 1);
+    renderCanned();
+  }
+
+  function renderCanned() {
+    dom.canned.textContent = "";
+    state.cannedMatches.forEach(function (reply, index) {
+      const option = document.createElement("li");
+      option.className = "canned__item";
+      option.setAttribute("role", "option");
+      option.dataset.shortcut = reply.shortcut;
+      option.setAttribute("aria-selected", index === state.cannedIndex ? "true" : "false");
+      const name = document.createElement("strong");
+      name.textContent = "/" + reply.shortcut;
+      const text = document.createElement("span");
+      text.textContent = " " + (reply.title || reply.body).slice(0, 80);
+      option.appendChild(name);
+      option.appendChild(text);
+      option.addEventListener("mousedown", function (event) {
+        event.preventDefault(); // keep the focus (and the caret) in the reply box
+        insertCanned(reply);
+      });
+      dom.canned.appendChild(option);
+    });
+    dom.canned.hidden = false;
+  }
+
+  function hideCanned() {
+    if (dom.canned) {
+      dom.canned.hidden = true;
+      state.cannedMatches = [];
+      state.cannedIndex = 0;
+    }
+  }
+
+  function cannedKeydown(event) {
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      const count = state.cannedMatches.length;
+      state.cannedIndex = (state.cannedIndex + step + count) % count;
+      renderCanned();
+    } else if (event.key === "Tab" || (event.key === "Enter" && !event.shiftKey && !event.ctrlKey)) {
+      insertCanned(state.cannedMatches[state.cannedIndex]);
+    } else if (event.key === "Escape") {
+      hideCanned();
+    } else {
+      return false;
+    }
+    event.preventDefault();
+    return true;
+  }
+
+  // Replace the typed "/shortcut" with the reply's text (variables filled by the server).
+  function insertCanned(reply) {
+    const typed = slashWord();
+    if (!reply || !typed) {
+      hideCanned();
+      return;
+    }
+    const value = dom.body.value;
+    const caret = dom.body.selectionStart;
+    dom.body.value = value.slice(0, typed.start) + reply.body + value.slice(caret);
+    const end = typed.start + reply.body.length;
+    dom.body.setSelectionRange(end, end);
+    hideCanned();
+    dom.body.focus();
+  }
+
   function onReplyInput() {
+    updateCanned();
+    if (composerMode() === "note") {
+      return; // the customer is not told an agent is typing a note
+    }
     const now = Date.now();
     if (!dom.body.value.trim() || now - state.typingSentAt < TYPING_SEND_EVERY_MS) {
       return;
@@ -459,10 +926,25 @@
 
   function onErrorFrame(frame) {
     const clientId = refusedClientId(frame);
+    if (clientId && RETRYABLE.indexOf(frame.code) >= 0) {
+      // Nothing was stored and the server de-duplicates by client_id: send it again later.
+      retryLater(clientId, frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS);
+      return;
+    }
     if (clientId) {
       dropRefusedReply(clientId);
     }
     showToast(frame.message || "Something went wrong.");
+  }
+
+  function retryLater(clientId, delay) {
+    setTimeout(function () {
+      if (state.outbox.has(clientId)) {
+        sendReply(clientId, state.outbox.get(clientId));
+      } else if (state.noteOutbox.has(clientId)) {
+        sendNote(clientId, state.noteOutbox.get(clientId));
+      }
+    }, delay);
   }
 
   // The reply an error answers. Errors name it in `ref`; a `conflict` may come without one,
@@ -470,7 +952,7 @@
   // order, so it is the oldest reply still waiting for its ack.
   function refusedClientId(frame) {
     if (frame.ref) {
-      return state.outbox.has(frame.ref) ? frame.ref : "";
+      return state.outbox.has(frame.ref) || state.noteOutbox.has(frame.ref) ? frame.ref : "";
     }
     if (frame.code === "conflict" && state.outbox.size > 0) {
       return state.outbox.keys().next().value;
@@ -503,6 +985,149 @@
     }
   }
 
+  // --- Keyboard shortcuts (listed on "?") ------------------------------------------------
+
+  function isTyping(target) {
+    const tag = target && target.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable);
+  }
+
+  function listRows() {
+    return Array.prototype.slice.call(document.querySelectorAll(".rows .row__link"));
+  }
+
+  function selectRow(step) {
+    const rows = listRows();
+    if (!rows.length) {
+      return;
+    }
+    const current = rows.indexOf(document.activeElement);
+    const next = current < 0 ? (step > 0 ? 0 : rows.length - 1) : Math.max(0, Math.min(rows.length - 1, current + step));
+    rows[next].focus();
+  }
+
+  function clickAction(name) {
+    const button = document.querySelector('[data-action="' + name + '"]');
+    if (button && !button.disabled) {
+      button.click();
+    }
+  }
+
+  // The last list shown (queue, mine, search), so j/k on a conversation page move to the
+  // conversation next to it in that list.
+  const LIST_KEY = "helpdesk:list";
+
+  function rememberList() {
+    const rows = listRows();
+    if (rows.length) {
+      try {
+        sessionStorage.setItem(LIST_KEY, JSON.stringify(rows.map(function (row) {
+          return row.getAttribute("href");
+        })));
+      } catch (error) {
+        // storage may be off; j/k then only move within lists
+      }
+    }
+  }
+
+  function openNeighbour(step) {
+    let list = [];
+    try {
+      list = JSON.parse(sessionStorage.getItem(LIST_KEY) || "[]");
+    } catch (error) {
+      return;
+    }
+    const index = list.indexOf(location.pathname);
+    const next = index >= 0 ? list[index + step] : "";
+    if (next) {
+      location.href = next;
+    }
+  }
+
+  function move(step) {
+    if (listRows().length) {
+      selectRow(step);
+    } else if (dom.transcript) {
+      openNeighbour(step);
+    }
+  }
+
+  const shortcuts = {
+    j: function () { move(1); },
+    k: function () { move(-1); },
+    o: function () {
+      if (document.activeElement && document.activeElement.classList.contains("row__link")) {
+        document.activeElement.click();
+      }
+    },
+    t: function () { clickAction("take"); },
+    c: function () { clickAction("close"); },
+    r: function () {
+      if (dom.body) {
+        setComposerMode("reply");
+        dom.body.focus();
+      }
+    },
+    n: function () {
+      if (dom.body) {
+        setComposerMode("note");
+        dom.body.focus();
+      }
+    },
+    "/": function () {
+      const box = document.getElementById("search-q");
+      if (box) {
+        box.focus();
+        box.select();
+      } else {
+        location.href = "/console/search/";
+      }
+    },
+    "?": function () {
+      const dialog = document.getElementById("shortcuts");
+      if (dialog && !dialog.open) {
+        dialog.showModal();
+      }
+    },
+  };
+
+  function onDocumentKeydown(event) {
+    if (event.ctrlKey && event.key === "Enter" && event.target === dom.body) {
+      event.preventDefault();
+      submitReply();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) {
+      return;
+    }
+    if (state.pendingG) {
+      state.pendingG = false;
+      if (event.key === "q") {
+        event.preventDefault();
+        location.href = "/console/";
+      }
+      return;
+    }
+    if (event.key === "g") {
+      state.pendingG = true;
+      return;
+    }
+    const action = shortcuts[event.key];
+    if (action) {
+      event.preventDefault();
+      action();
+    }
+  }
+
+  function paintLabels(root) {
+    (root || document).querySelectorAll(".label[data-color]").forEach(function (label) {
+      // Set through the CSSOM: the Content-Security-Policy blocks inline style attributes.
+      if (/^#[0-9a-fA-F]{3,8}$/.test(label.dataset.color)) {
+        label.style.setProperty("--label-color", label.dataset.color);
+      }
+    });
+  }
+
   // --- Start -----------------------------------------------------------------------------
 
   function listenToHtmx() {
@@ -516,7 +1141,22 @@
     document.addEventListener("htmx:sendError", function () {
       showToast("Could not reach the server; try again.");
     });
-    document.addEventListener("htmx:afterSettle", updateTitle);
+    document.addEventListener("htmx:beforeRequest", function (event) {
+      if (event.target.closest && event.target.closest(".transfer__form")) {
+        state.leaving = true;
+      }
+    });
+    document.addEventListener("htmx:afterRequest", function (event) {
+      // A refused transfer answers 200 with the header and its error; a done one redirects.
+      if (state.leaving && event.detail.xhr && event.detail.xhr.status === 200) {
+        state.leaving = false;
+      }
+    });
+    document.addEventListener("htmx:afterSettle", function (event) {
+      updateTitle();
+      rememberList();
+      paintLabels(event.target);
+    });
   }
 
   function listenToPage() {
@@ -544,6 +1184,14 @@
     });
     dom.body.addEventListener("keydown", onReplyKeydown);
     dom.body.addEventListener("input", onReplyInput);
+    dom.body.addEventListener("blur", hideCanned);
+    dom.form.addEventListener("change", function (event) {
+      if (event.target.name === "mode") {
+        setComposerMode(event.target.value);
+      }
+    });
+    listenForFiles();
+    document.addEventListener("visibilitychange", sendRead);
   }
 
   function init() {
@@ -554,14 +1202,29 @@
     dom.form = document.getElementById("reply-form");
     dom.body = document.getElementById("reply-body");
     dom.typing = document.getElementById("typing");
-    state.baseTitle = document.title.replace(/^\(\d+\)\s*/, "");
+    dom.noteTemplate = document.getElementById("note-template");
+    dom.canned = document.getElementById("canned-list");
+    state.baseTitle = document.title.replace(/^\(\d+( new)?\)\s*/, "");
+    if (window.HelpdeskNotify) {
+      window.HelpdeskNotify.onChange = updateTitle;
+    }
 
     listenToHtmx();
     listenToPage();
+    document.addEventListener("keydown", onDocumentKeydown);
+    paintLabels(document);
+    rememberList();
+    loadCanned();
     updateTitle();
     if (dom.transcript) {
       localiseTimes();
       scrollToEnd();
+      scheduleSeen(); // what is on screen now counts as read, once the page is in front
+      document.addEventListener("visibilitychange", function () {
+        if (document.visibilityState === "visible") {
+          scheduleSeen();
+        }
+      });
     }
     if (dom.form && dom.body && dom.transcript) {
       listenToComposer();

@@ -8,6 +8,9 @@
  *                 {source: "helpdesk-widget", type: "widget.close"}
  *                 {source: "helpdesk-widget", type: "widget.unread", count}
  *   from the page {source: "helpdesk-loader", type: "widget.opened" | "widget.closed"}
+ *                 {source: "helpdesk-loader", type: "widget.identify", identity: {id, name,
+ *                  email, hash, jwt}}   (signed by the site's backend: see visitor.identify)
+ *                 {source: "helpdesk-loader", type: "widget.logout"}
  */
 (function () {
   "use strict";
@@ -41,11 +44,24 @@
     typing: document.getElementById("typing"),
     notice: document.getElementById("notice"),
     handoff: document.getElementById("handoff"),
+    endChat: document.getElementById("end-chat"),
+    csat: document.getElementById("csat"),
+    csatQuestion: document.getElementById("csat-question"),
+    csatScale: document.getElementById("csat-scale"),
+    csatComment: document.getElementById("csat-comment"),
+    csatSend: document.getElementById("csat-send"),
+    csatDone: document.getElementById("csat-done"),
     offline: document.getElementById("offline"),
     offlineEmail: document.getElementById("offline-email"),
+    consent: document.getElementById("consent"),
+    consentBox: document.getElementById("consent-box"),
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
+    notifyMe: document.getElementById("notify-me"),
+    transcript: document.getElementById("transcript"),
+    attach: document.getElementById("attach"),
+    file: document.getElementById("file"),
   };
 
   const state = {
@@ -56,6 +72,7 @@
     attempts: 0,
     lastFrameAt: 0,
     visitorId: null,
+    token: null,
     conversationId: null,
     status: null, // "bot" | "waiting" | "assigned" | "closed" | null (no conversation yet)
     lastSeq: 0, // every seq up to this one is on screen: the `after_seq` of the next sync
@@ -67,7 +84,16 @@
     open: !embedded, // a standalone widget is always open
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
+    identity: null, // what the embedding page says about its signed-in customer
+    identifying: false, // visitor.identify sent, no answer yet: messages wait for it
+    verified: false,
+    identityError: null,
+    csat: null, // {conversationId, score}: the survey on screen
+    botDelayed: false, // the "taking longer than usual" notice is showing
     unread: 0,
+    agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
+    readSent: 0, // the highest seq we told the server the visitor has seen
+    fileUrls: new Map(), // attachment URL → blob: URL (fetched with the token)
   };
   const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
 
@@ -84,6 +110,16 @@
       maxChars: parseInt(data.maxChars, 10) || 4000,
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
+      consent: data.consent === "1",
+      // A signed link (e-mail, notification) names a conversation and its visitor's token.
+      resumeToken: data.resumeToken || "",
+      resumeConversation: parseInt(data.resumeConversation, 10) || null,
+      vapidKey: data.vapidKey || "",
+      pushUrl: data.pushUrl || "",
+      pageUrl: new URLSearchParams(location.search).get("page") || "",
+      uploadUrl: data.uploadUrl || "",
+      uploadMaxBytes: parseInt(data.uploadMaxBytes, 10) || 0,
+      uploadTypes: data.uploadTypes || "",
     };
   }
 
@@ -250,6 +286,13 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "visitor.identified": onVisitorIdentified,
+    "transcript.queued": onTranscriptQueued,
+    "attachment.updated": onAttachmentUpdated,
+    "receipt.updated": onReceiptUpdated,
+    "csat.requested": onCsatRequested,
+    "csat.recorded": onCsatRecorded,
+    "bot.delayed": onBotDelayed,
     error: onError,
     pong: () => {},
   };
@@ -263,12 +306,24 @@
     if (frame.protocol_version !== config.protocolVersion) {
       console.warn(`Helpdesk widget: server speaks protocol ${frame.protocol_version}`);
     }
-    const visitor = frame.visitor || {};
+    adoptVisitor(frame.visitor || {}, frame.conversation);
+    if (state.identity) identify();
+    else state.outbox.forEach(transmit);
+  }
+
+  function adoptVisitor(visitor, conversation) {
     if (state.visitorId && state.visitorId !== visitor.id) forgetConversation();
     state.visitorId = visitor.id || null;
     if (visitor.token) save(keys.token, visitor.token);
-
-    const conversation = frame.conversation;
+    state.token = visitor.token || null; // for uploads when storage is unavailable
+    if (config.resumeConversation) {
+      // Opened from a link: show that conversation, whichever is the latest.
+      switchConversation(config.resumeConversation);
+      config.resumeConversation = null;
+      syncConversation();
+      exposeState();
+      return;
+    }
     if (conversation && conversation.conversation_id !== state.conversationId) {
       switchConversation(conversation.conversation_id);
     }
@@ -278,7 +333,64 @@
     } else {
       showGreeting();
     }
+    exposeState();
+  }
+
+  // --- Identity: the embedding page's signed-in customer -----------------------------------
+
+  function setIdentity(identity) {
+    const clean = cleanIdentity(identity);
+    if (!clean) return;
+    state.identity = clean;
+    state.identityError = null;
+    if (state.connected) identify();
+    else connect(); // a customer known on another device may have replies waiting
+  }
+
+  function cleanIdentity(identity) {
+    if (!identity || typeof identity !== "object") return null;
+    const pick = (key, max) => (typeof identity[key] === "string" ? identity[key].trim().slice(0, max) : "");
+    const frame = { type: "visitor.identify", name: pick("name", 120), email: pick("email", 254) };
+    const id = pick("id", 200);
+    const hash = pick("hash", 128);
+    const jwt = pick("jwt", 4096);
+    if (id) frame.external_id = id;
+    if (hash) frame.hash = hash;
+    if (jwt) frame.jwt = jwt;
+    return id || jwt ? frame : null;
+  }
+
+  function identify() {
+    if (send(state.identity)) state.identifying = true;
+  }
+
+  function identifyDone() {
+    state.identifying = false;
+    exposeState();
     state.outbox.forEach(transmit);
+  }
+
+  function onVisitorIdentified(frame) {
+    state.verified = frame.verified;
+    adoptVisitor(frame.visitor, frame.conversation);
+    identifyDone();
+  }
+
+  // The page's customer signed out: this browser forgets their token and history.
+  function logout() {
+    state.identity = null;
+    state.verified = false;
+    save(keys.token, null);
+    save(keys.seen, null);
+    const socket = state.socket;
+    state.socket = null;
+    state.connected = false;
+    if (socket) socket.close();
+    state.visitorId = null;
+    forgetConversation();
+    showGreeting();
+    exposeState();
+    if (state.open) connect();
   }
 
   function onMessageCreated(frame) {
@@ -293,13 +405,16 @@
       placeMessage(buildMessage(frame), frame.seq, frame.author === "visitor");
     }
     if (frame.author === "agent") hideTyping();
+    if (frame.author !== "visitor") clearBotDelayed();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
+    if (frame.author === "visitor") showSeen();
     markSeen();
   }
 
   // A bot answer being written: a bubble that shows the bot typing, then the text as it comes.
   function onMessageStreaming(frame) {
     if (!followConversation(frame.conversation_id)) return;
+    clearBotDelayed();
     streamBubble(frame.stream_id);
   }
 
@@ -373,6 +488,23 @@
 
   function onConversationUpdated(frame) {
     if (followConversation(frame.conversation_id)) applyConversation(frame);
+    if (state.status !== "bot") clearBotDelayed();
+  }
+
+  // No answer from the bot for a while (its worker may be down): say so, and offer a person.
+  function onBotDelayed(frame) {
+    if (frame.conversation_id !== state.conversationId || state.status !== "bot") return;
+    if (state.lastSeq > frame.seq) return; // something came after all
+    state.botDelayed = true;
+    showNotice(text.botSlow, true);
+    els.handoff.hidden = false;
+    els.handoff.disabled = state.stopped;
+  }
+
+  function clearBotDelayed() {
+    if (!state.botDelayed) return;
+    state.botDelayed = false;
+    els.notice.hidden = true;
   }
 
   // Our place in line and the wait; with nobody online, the offer to leave an address.
@@ -429,6 +561,12 @@
       state.fatalMessage = frame.message; // close code 4403 follows
       return;
     }
+    if (frame.ref === "visitor.identify") {
+      state.identityError = frame.code; // refused: the visitor stays anonymous
+      showNotice(frame.message);
+      identifyDone();
+      return;
+    }
     if (frame.code === "not_found" && state.conversationId !== null) {
       forgetConversation(); // not (or no longer) ours: start over rather than loop
       showGreeting();
@@ -436,14 +574,19 @@
       return;
     }
     const entry = frame.ref ? state.outbox.find((e) => e.clientId === frame.ref) : null;
-    if (entry && frame.code === "server_error") {
+    if (entry && (frame.code === "server_error" || frame.code === "unavailable")) {
+      // Nothing was stored: the same client_id again, later, is safe (the server de-duplicates).
       setBubbleNote(pendingBubble(entry.clientId), text.retrying);
-      setTimeout(() => transmit(entry), RETRY_AFTER_SERVER_ERROR_MS);
+      const wait = frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS;
+      setTimeout(() => transmit(entry), wait);
+      return;
     } else if (entry) {
       dropFromOutbox(entry.clientId);
       failBubble(pendingBubble(entry.clientId));
     }
     enableFeedbackButtons();
+    if (state.csat) els.csatSend.disabled = state.csat.score === null;
+    els.endChat.disabled = false;
     showNotice(frame.message);
   }
 
@@ -460,8 +603,11 @@
 
   function switchConversation(conversationId) {
     if (state.conversationId !== null) clearHistory();
+    hideCsat();
     state.conversationId = conversationId;
     state.lastSeq = 0;
+    state.agentReadSeq = 0;
+    state.readSent = 0;
     exposeState();
   }
 
@@ -478,6 +624,10 @@
 
   function applyConversation(conversation) {
     state.status = conversation ? conversation.status : null;
+    if (conversation && typeof conversation.agent_read_seq === "number") {
+      state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq);
+      showSeen();
+    }
     document.body.dataset.status = state.status || "new";
     if (state.place && (!conversation || state.place.conversation_id !== conversation.conversation_id)) {
       state.place = null;
@@ -486,6 +636,11 @@
     els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
+    if (els.consent) els.consent.hidden = state.conversationId !== null;
+    els.endChat.hidden = !state.status || state.status === "closed";
+    els.endChat.disabled = state.stopped;
+    if (state.status && state.status !== "closed") hideCsat(); // reopened: the survey is moot
+    els.transcript.hidden = state.conversationId === null;
     clearTimeout(timers.handoff);
     if (!botLeads()) removeFeedbackPrompts();
   }
@@ -517,7 +672,13 @@
     if (message.author === "bot" || message.author === "agent") {
       bubble.appendChild(element("div", "msg__author", message.author_name || text.assistant));
     }
-    bubble.appendChild(element("div", "msg__body", message.body));
+    if (message.attachment) {
+      bubble.appendChild(buildAttachment(message.attachment));
+    } else {
+      const body = element("div", "msg__body");
+      window.HelpdeskText.setLinkedText(body, message.body);
+      bubble.appendChild(body);
+    }
     if (message.source && message.source.title) {
       bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
     }
@@ -551,11 +712,14 @@
     const prompt = element("div", "msg__feedback");
     prompt.appendChild(element("span", "msg__feedback-question", text.helpful));
     [
-      [text.yes, true],
-      [text.no, false],
-    ].forEach(([label, helpful]) => {
-      const button = element("button", "msg__feedback-button", label);
+      ["👍", text.yes, true],
+      ["👎", text.no, false],
+    ].forEach(([symbol, label, helpful]) => {
+      const button = element("button", "msg__feedback-button", symbol);
       button.type = "button";
+      button.setAttribute("aria-label", label);
+      button.title = label;
+      button.dataset.helpful = String(helpful);
       button.addEventListener("click", () => sendFeedback(prompt, seq, helpful));
       prompt.appendChild(button);
     });
@@ -655,6 +819,11 @@
   function sendMessage(rawBody) {
     const body = rawBody.trim().slice(0, config.maxChars);
     if (!body || state.stopped) return false;
+    if (needsConsent()) {
+      showNotice(text.consentNeeded);
+      els.consentBox.focus();
+      return false;
+    }
     const entry = { clientId: newClientId(), body };
     state.outbox.push(entry);
     const bubble = buildMessage({ author: "visitor", body });
@@ -669,10 +838,17 @@
 
   // Also used to resend after a reconnect: the server stores each client_id once.
   function transmit(entry) {
-    if (!state.outbox.includes(entry)) return;
+    if (!state.outbox.includes(entry) || state.identifying) return;
     const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
     if (state.conversationId !== null) frame.conversation_id = state.conversationId;
+    else if (/^https?:\/\//.test(config.pageUrl)) frame.page_url = config.pageUrl.slice(0, 500);
+    if (els.consentBox && els.consentBox.checked) frame.consent = true;
     send(frame);
+  }
+
+  // The site's consent text must be ticked before a conversation starts.
+  function needsConsent() {
+    return config.consent && state.conversationId === null && !(els.consentBox && els.consentBox.checked);
   }
 
   function dropFromOutbox(clientId) {
@@ -743,6 +919,78 @@
     save(keys.rated, JSON.stringify(rated.slice(-50)));
   }
 
+  // --- Rating at close (CSAT) -------------------------------------------------------------
+
+  const FACES = ["😞", "🙁", "😐", "🙂", "😄"];
+
+  function onCsatRequested(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    if (state.csat && state.csat.conversationId === frame.conversation_id) return; // on screen
+    state.csat = { conversationId: frame.conversation_id, score: null };
+    els.csatQuestion.textContent = frame.question;
+    els.csatScale.replaceChildren();
+    els.csatScale.dataset.scale = frame.scale;
+    for (let score = 1; score <= 5; score += 1) {
+      const symbol = frame.scale === "emoji" ? FACES[score - 1] : "★";
+      const button = element("button", "csat__choice", symbol);
+      button.type = "button";
+      button.dataset.score = String(score);
+      button.setAttribute("aria-pressed", "false");
+      button.setAttribute("aria-label", text.csatScore.replace("{n}", String(score)));
+      button.addEventListener("click", () => chooseScore(score));
+      els.csatScale.appendChild(button);
+    }
+    els.csatComment.value = "";
+    els.csatSend.disabled = true;
+    els.csatDone.hidden = true;
+    els.csat.hidden = false;
+    scrollToEnd(true);
+  }
+
+  function chooseScore(score) {
+    if (!state.csat) return;
+    state.csat.score = score;
+    const stars = els.csatScale.dataset.scale !== "emoji";
+    els.csatScale.querySelectorAll(".csat__choice").forEach((button) => {
+      const value = Number(button.dataset.score);
+      button.setAttribute("aria-pressed", String(value === score));
+      button.classList.toggle("csat__choice--on", stars ? value <= score : value === score);
+    });
+    els.csatSend.disabled = false;
+  }
+
+  function submitCsat(event) {
+    event.preventDefault();
+    if (!state.csat || state.csat.score === null) return;
+    const frame = {
+      type: "csat.create",
+      conversation_id: state.csat.conversationId,
+      score: state.csat.score,
+      comment: els.csatComment.value.trim().slice(0, 1000),
+    };
+    if (send(frame)) els.csatSend.disabled = true;
+  }
+
+  function onCsatRecorded(frame) {
+    if (!state.csat || frame.conversation_id !== state.csat.conversationId) return;
+    hideCsat();
+    els.csatDone.textContent = text.csatThanks;
+    els.csatDone.hidden = false;
+  }
+
+  function hideCsat() {
+    state.csat = null;
+    els.csat.hidden = true;
+    els.csatDone.hidden = true;
+  }
+
+  function endChat() {
+    if (state.conversationId === null || !state.status || state.status === "closed") return;
+    if (send({ type: "conversation.close", conversation_id: state.conversationId })) {
+      els.endChat.disabled = true;
+    }
+  }
+
   // --- Banner and notices ------------------------------------------------------------------
 
   function showBanner(message, isError) {
@@ -762,11 +1010,11 @@
     if (!state.stopped) els.banner.hidden = true;
   }
 
-  function showNotice(message) {
+  function showNotice(message, sticky) {
     els.notice.textContent = message;
     els.notice.hidden = false;
     clearTimeout(timers.notice);
-    timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
+    if (!sticky) timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
   }
 
   // --- The embedding page ------------------------------------------------------------------
@@ -779,13 +1027,15 @@
   const parentHandlers = {
     "widget.opened": () => setOpen(true),
     "widget.closed": () => setOpen(false),
+    "widget.identify": (data) => setIdentity(data.identity),
+    "widget.logout": logout,
   };
 
   function onParentMessage(event) {
     if (!embedded || event.origin !== config.parentOrigin || event.source !== window.parent) return;
     const data = event.data;
     if (!data || data.source !== "helpdesk-loader") return;
-    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type]();
+    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type](data);
   }
 
   function setOpen(open) {
@@ -815,12 +1065,249 @@
   }
 
   function markSeen() {
+    sendRead();
     if (!state.open || state.conversationId === null || state.lastSeq <= seenSeq()) return;
     save(keys.seen, JSON.stringify({ c: state.conversationId, s: state.lastSeq }));
   }
 
+  // --- Notifications: push opt-in and the transcript ----------------------------------------
+
+  function pushSupported() {
+    return Boolean(
+      config.vapidKey && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window
+    );
+  }
+
+  function keyBytes(base64url) {
+    const padded = (base64url + "===".slice((base64url.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  }
+
+  async function subscribePush() {
+    const permission = await Notification.requestPermission();
+    if (permission !== "granted") throw new Error(text.notifyBlocked);
+    const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const subscription =
+      (await registration.pushManager.getSubscription()) ||
+      (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(config.vapidKey) }));
+    const response = await fetch(config.pushUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: load(keys.token), subscription }),
+    });
+    if (!response.ok) throw new Error(text.notifyFailed);
+  }
+
+  function requestPush() {
+    els.notifyMe.disabled = true;
+    subscribePush()
+      .then(() => {
+        els.notifyMe.hidden = true;
+        showNotice(text.notifyOn);
+      })
+      .catch((error) => {
+        els.notifyMe.disabled = false;
+        showNotice(error.message || text.notifyFailed);
+      });
+  }
+
+  function requestTranscript() {
+    if (state.conversationId === null) return;
+    if (!send({ type: "transcript.request", conversation_id: state.conversationId })) {
+      showNotice(text.reconnecting);
+    }
+  }
+
+  function onTranscriptQueued(frame) {
+    showNotice(text.transcriptSent.replace("{email}", frame.email));
+  }
+
   function closePanel() {
     postToParent({ type: "widget.close" });
+  }
+
+  // --- Read receipts -----------------------------------------------------------------------
+
+  // Tell agents how far the visitor has read: only what is on screen in a visible panel.
+  function sendRead() {
+    if (!state.open || document.visibilityState !== "visible" || state.conversationId === null) return;
+    if (state.lastSeq <= state.readSent) return;
+    if (send({ type: "message.read", conversation_id: state.conversationId, seq: state.lastSeq })) {
+      state.readSent = state.lastSeq;
+    }
+  }
+
+  function onReceiptUpdated(frame) {
+    if (frame.conversation_id !== state.conversationId || frame.reader !== "agent") return;
+    state.agentReadSeq = Math.max(state.agentReadSeq, frame.seq);
+    showSeen();
+  }
+
+  // "Seen" under the visitor's latest message that an agent has read.
+  function showSeen() {
+    const old = els.messages.querySelector(".msg__seen");
+    let latest = null;
+    state.rendered.forEach((bubble, seq) => {
+      if (bubble.dataset.author === "visitor" && seq <= state.agentReadSeq) {
+        if (!latest || seq > Number(latest.dataset.seq)) latest = bubble;
+      }
+    });
+    if (old && old.parentNode === latest) return;
+    if (old) old.remove();
+    if (latest) latest.appendChild(element("div", "msg__seen", text.seen));
+  }
+
+  // --- Attachments -------------------------------------------------------------------------
+
+  function buildAttachment(attachment) {
+    const box = element("div", "msg__attachment");
+    box.dataset.attachmentId = attachment.id;
+    fillAttachment(box, attachment);
+    return box;
+  }
+
+  function fillAttachment(box, attachment) {
+    box.textContent = "";
+    if (attachment.thumbnail_url || (attachment.width && attachment.content_type.startsWith("image/"))) {
+      const image = element("img", "msg__image");
+      image.alt = attachment.name;
+      if (attachment.width && attachment.height) {
+        image.width = Math.min(220, attachment.width);
+      }
+      if (attachment.thumbnail_url) {
+        fileUrl(attachment.thumbnail_url).then((url) => (image.src = url), () => (image.alt = `${attachment.name} ✕`));
+      }
+      image.addEventListener("click", () => openFile(attachment.url));
+      box.appendChild(image);
+      return;
+    }
+    const link = element("a", "msg__file");
+    link.href = "#";
+    link.download = attachment.name;
+    link.title = text.download;
+    link.appendChild(element("span", "msg__file-name", attachment.name));
+    link.appendChild(element("span", "msg__file-size", formatSize(attachment.size)));
+    link.addEventListener("click", (event) => {
+      if (link.href.startsWith("blob:")) return; // fetched already: let the browser save it
+      event.preventDefault();
+      fileUrl(attachment.url).then((url) => {
+        link.href = url;
+        link.click();
+      }, () => showNotice(text.uploadFailed));
+    });
+    box.appendChild(link);
+  }
+
+  function onAttachmentUpdated(frame) {
+    if (frame.conversation_id !== state.conversationId) return;
+    const bubble = state.rendered.get(frame.seq);
+    const box = bubble && bubble.querySelector(".msg__attachment");
+    if (box) fillAttachment(box, frame.attachment);
+  }
+
+  // Files answer only our token, which an <img src> cannot send: fetch, then a blob: URL.
+  function fileUrl(url) {
+    if (!state.fileUrls.has(url)) {
+      const fetched = fetch(url, { headers: authHeaders(), credentials: "omit" })
+        .then((response) => (response.ok ? response.blob() : Promise.reject(new Error(String(response.status)))))
+        .then((blob) => URL.createObjectURL(blob));
+      fetched.catch(() => state.fileUrls.delete(url));
+      state.fileUrls.set(url, fetched);
+    }
+    return state.fileUrls.get(url);
+  }
+
+  function openFile(url) {
+    fileUrl(url).then((blobUrl) => window.open(blobUrl, "_blank", "noopener"), () => showNotice(text.uploadFailed));
+  }
+
+  function authHeaders() {
+    const token = load(keys.token) || state.token;
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  }
+
+  function sendFiles(files) {
+    Array.from(files || []).forEach(sendFile);
+  }
+
+  function sendFile(file) {
+    if (state.stopped || !config.uploadUrl || !config.uploadMaxBytes) return;
+    if (needsConsent()) {
+      showNotice(text.consentNeeded);
+      els.consentBox.focus();
+      return;
+    }
+    if (file.size > config.uploadMaxBytes) {
+      showNotice(text.tooLarge);
+      return;
+    }
+    const clientId = newClientId();
+    // No data-client-id: the message.created echo must not adopt this placeholder (it has
+    // no attachment in it); the answer of the upload replaces it instead.
+    const bubble = buildMessage({ author: "visitor", body: fill(text.uploading, file.name) });
+    bubble.classList.add("msg--pending");
+    els.messages.appendChild(bubble);
+    scrollToEnd(true);
+    const form = new FormData();
+    form.append("client_id", clientId);
+    if (state.conversationId !== null) form.append("conversation_id", String(state.conversationId));
+    if (els.consentBox && els.consentBox.checked) form.append("consent", "true");
+    form.append("file", file, file.name);
+    fetch(config.uploadUrl, { method: "POST", body: form, headers: authHeaders(), credentials: "omit" })
+      .then((response) => response.json().then((data) => ({ ok: response.ok, data })))
+      .then(({ ok, data }) => {
+        if (!ok) throw new Error(data && data.message ? data.message : text.uploadFailed);
+        bubble.remove();
+        onMessageCreated(data); // also adopts (and syncs) a conversation the upload started
+      })
+      .catch((error) => {
+        failBubble(bubble);
+        showNotice(error && error.message ? error.message : text.uploadFailed);
+      });
+  }
+
+  function listenForFiles() {
+    if (!els.attach || !els.file) return;
+    if (!config.uploadMaxBytes) {
+      els.attach.hidden = true;
+      return;
+    }
+    els.file.accept = config.uploadTypes;
+    els.attach.addEventListener("click", () => els.file.click());
+    els.file.addEventListener("change", () => {
+      sendFiles(els.file.files);
+      els.file.value = "";
+    });
+    els.body.addEventListener("paste", (event) => {
+      const files = event.clipboardData && event.clipboardData.files;
+      if (files && files.length) {
+        event.preventDefault();
+        sendFiles(files);
+      }
+    });
+    const root = document.querySelector(".widget");
+    const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+    root.addEventListener("dragover", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      root.classList.add("widget--dragging");
+    });
+    root.addEventListener("dragleave", (event) => {
+      if (event.target === root || !root.contains(event.relatedTarget)) root.classList.remove("widget--dragging");
+    });
+    root.addEventListener("drop", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      root.classList.remove("widget--dragging");
+      sendFiles(event.dataTransfer.files);
+    });
   }
 
   // --- Start -------------------------------------------------------------------------------
@@ -828,10 +1315,14 @@
   function exposeState() {
     window.HelpdeskWidget.connected = state.connected;
     window.HelpdeskWidget.conversationId = state.conversationId;
+    window.HelpdeskWidget.visitorId = state.visitorId;
+    window.HelpdeskWidget.verified = state.verified;
+    window.HelpdeskWidget.identityError = state.identityError;
+    window.HelpdeskWidget.identifying = state.identifying;
   }
 
   function start() {
-    window.HelpdeskWidget = { connected: false, conversationId: null };
+    window.HelpdeskWidget = { connected: false, conversationId: null, identify: setIdentity, logout };
     applyColor();
     els.close.hidden = !embedded;
     els.close.addEventListener("click", closePanel);
@@ -839,17 +1330,26 @@
     els.body.addEventListener("keydown", onComposerKey);
     els.body.addEventListener("input", onComposerInput);
     els.handoff.addEventListener("click", requestHandoff);
+    els.endChat.addEventListener("click", endChat);
+    els.csat.addEventListener("submit", submitCsat);
     els.offline.addEventListener("submit", submitOffline);
+    els.transcript.addEventListener("click", requestTranscript);
+    els.notifyMe.hidden = !pushSupported() || (window.Notification && Notification.permission === "denied");
+    els.notifyMe.addEventListener("click", requestPush);
+    document.addEventListener("visibilitychange", markSeen);
+    if (config.resumeToken) save(keys.token, config.resumeToken);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && embedded) closePanel();
     });
     window.addEventListener("message", onParentMessage);
     window.addEventListener("online", reconnectNow);
+    document.addEventListener("visibilitychange", markSeen);
+    listenForFiles();
 
     applyConversation(null);
     // Someone with a stored token may have replies waiting: connect now to badge them.
     // A first-time visitor connects when they open the panel (or send).
-    const returning = Boolean(load(keys.token));
+    const returning = Boolean(load(keys.token) || config.resumeToken);
     if (!returning) showGreeting();
     if (returning || state.open) connect();
     postToParent({ type: "widget.ready", color: config.color });
