@@ -53,6 +53,8 @@ from chat.protocol import (
     TranscriptRequest,
     TypingStart,
     TypingStarted,
+    VisitorIdentified,
+    VisitorIdentify,
     VisitorOut,
     VisitorUpdate,
     VisitorUpdated,
@@ -70,7 +72,7 @@ from chat.realtime import (
     socket_opened,
     visitor_group,
 )
-from chat.services import conversations, csat, notifications, presence, receipts
+from chat.services import conversations, csat, identity, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -163,6 +165,10 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
         except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
+        except conversations.ConsentRequired:
+            self.send_error(
+                ErrorCode.CONSENT_REQUIRED, _("Please agree to the terms before chatting."), ref
+            )
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
         except OUTAGES as outage:
@@ -258,6 +264,7 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            VisitorIdentify: self.visitor_identify,
             MessageRead: self.message_read,
             ConversationClose: self.conversation_close,
             CsatCreate: self.csat_create,
@@ -282,7 +289,7 @@ class WidgetConsumer(ProtocolConsumer):
         self.site, self.visitor = site, visitor
         self.allowed = access.VisitorConversations(visitor)
         self.accept()
-        latest = visitor.conversations.order_by("-created_at").first()
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
             SessionReady(
                 visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
@@ -329,6 +336,7 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            consent=frame.consent,
             page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
@@ -400,6 +408,35 @@ class WidgetConsumer(ProtocolConsumer):
                 ErrorCode.INVALID_FRAME, _("Please enter a valid e-mail address.")
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
+
+    def visitor_identify(self, frame: VisitorIdentify) -> None:
+        try:
+            claim = identity.identity_check(
+                site=self.site,
+                external_id=frame.external_id,
+                name=frame.name,
+                email=frame.email,
+                hash=frame.hash,
+                token=frame.jwt,
+            )
+        except identity.IdentityRefused as refused:
+            code = ErrorCode(f"identity_{refused.reason}")
+            raise ProtocolError(code, refused.message, frame.type) from None
+        visitor = identity.visitor_identify(visitor=self.visitor, identity=claim)
+        if visitor.pk != self.visitor.pk:  # another person now: none of the old live frames
+            for group in self.groups_joined:
+                self.leave(group)
+            self.groups_joined.clear()
+            self.visitor = visitor
+            self.allowed = access.VisitorConversations(visitor)
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
+        self.send_frame(
+            VisitorIdentified(
+                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
+                verified=claim.verified,
+                conversation=conversation_frame(latest) if latest else None,
+            )
+        )
 
     def transcript_request(self, frame: TranscriptRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

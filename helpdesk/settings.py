@@ -136,12 +136,13 @@ if DATABASE_URL:
         options["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
         if DATABASE_POOL_SIZE:
             # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
-            # With conn_health_checks, Django has the pool check a connection before lending
-            # it, so one that died with the database is replaced, not used. The pool is
-            # never short of connections (at least one per frame thread), so waiting longer
-            # than a connection takes to open means the database is gone.
+            # A fixed size, opened at start: growing on demand made the first burst wait for
+            # new backends (tens of ms each on a busy machine). With conn_health_checks,
+            # Django has the pool check a connection before lending it, so one that died with
+            # the database is replaced, not used; waiting longer than a connection takes to
+            # open means the database is gone.
             options["pool"] = {
-                "min_size": 1,
+                "min_size": DATABASE_POOL_SIZE,
                 "max_size": DATABASE_POOL_SIZE,
                 "timeout": options["connect_timeout"],
             }
@@ -177,7 +178,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "helpdesk")},
+            # More than one Redis: channels and groups are spread over them by a hash of
+            # their names (every process must list the same hosts in the same order).
+            "CONFIG": {
+                "hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]),
+                "prefix": env_str("CHANNEL_PREFIX", "helpdesk"),
+            },
         }
     }
     CACHES = {
@@ -205,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
     "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
     # Agent replies nobody saw for the site's N minutes go out by e-mail.
     "email-fallback-sweep": {"task": "chat.tasks.email_fallback_sweep", "schedule": 30.0},
+    # Each site's "keep conversations (days)"; hourly is plenty for a limit counted in days.
+    "retention-sweep": {"task": "chat.tasks.retention_sweep", "schedule": 3600.0},
 }
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.
@@ -310,6 +318,8 @@ if not VAPID_PRIVATE_KEY and DEBUG:
 # Seconds a push service may hold a notification for an offline browser.
 WEBPUSH_TTL = env_int("WEBPUSH_TTL", 3600)
 WEBPUSH_TIMEOUT = env_int("WEBPUSH_TIMEOUT", 10)
+# Accept subscriptions whose endpoint is plain http:// (a local push service in tests).
+WEBPUSH_ALLOW_HTTP = env_bool("WEBPUSH_ALLOW_HTTP", DEBUG)
 
 # E-mail: EMAIL_URL (smtp://user:pass@host:587?tls, smtps://…:465, console:) or the usual
 # EMAIL_HOST/EMAIL_PORT/EMAIL_HOST_USER/EMAIL_HOST_PASSWORD/EMAIL_USE_TLS/EMAIL_USE_SSL.
