@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bots.decide import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, decide, wants_human
+    from bots.decision import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, decide, wants_human
     from bots.embeddings import (
         Embedder,
         EmbeddingError,
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 # Names load on first use (PEP 562): a web process that only stores and relays messages
 # never imports numpy, scikit-learn and the embedding model (~120 MiB of its memory).
 _HOMES = {
-    "DEFAULT_CLARIFY_THRESHOLD": "bots.decide",
-    "DEFAULT_THRESHOLD": "bots.decide",
-    "decide": "bots.decide",
-    "wants_human": "bots.decide",
+    "DEFAULT_CLARIFY_THRESHOLD": "bots.decision",
+    "DEFAULT_THRESHOLD": "bots.decision",
+    "decide": "bots.decision",
+    "wants_human": "bots.decision",
     "Embedder": "bots.embeddings",
     "EmbeddingError": "bots.embeddings",
     "OpenAIEmbedder": "bots.embeddings",

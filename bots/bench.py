@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from bots.decide import decide
+from bots.decision import decide
 from bots.embeddings import Embedder
 from bots.knowledge import KnowledgeIndex
 from bots.types import KnowledgeEntry, Turn

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from bots import confidence as confidence_module
 from bots.confidence import FEATURE_NAMES, Evidence, features
-from bots.decide import choose
+from bots.decision import choose
 from bots.embeddings import Embedder, default_embedder
 from bots.evaluation import OUT_OF_SCOPE, Example, read_examples, title_of
 from bots.knowledge import KnowledgeIndex

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bots.decide import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, decide
+from bots.decision import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, decide
 from bots.knowledge import KnowledgeIndex
 from bots.types import Answer, Clarify, KnowledgeEntry, Turn
 

@@ -102,15 +102,44 @@ def conversation_for_user(*, user: User | AnonymousUser, conversation_id: int) -
     return conversation
 
 
+def conversations_for_visitor(visitor: Visitor) -> ConversationQuerySet:
+    """A visitor sees their own conversations, never anyone else's."""
+    return Conversation.objects.filter(visitor=visitor)
+
+
 def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conversation:
     conversation = (
-        Conversation.objects.select_related("site", "visitor", "assignee")
-        .filter(pk=conversation_id, visitor=visitor)
+        conversations_for_visitor(visitor)
+        .select_related("site", "visitor", "assignee")
+        .filter(pk=conversation_id)
         .first()
     )
     if conversation is None:
         raise NotFound
     return conversation
+
+
+def may_manage_customer_data(user: User | AnonymousUser) -> bool:
+    """Export and erase are staff work: a superuser, or staff allowed to change visitors."""
+    if not user.is_authenticated or not user.is_staff:
+        return False
+    return bool(user.is_superuser or user.has_perm("chat.change_visitor"))
+
+
+def visitors_for_user(user: User | AnonymousUser) -> QuerySet[Visitor]:
+    """The customers whose data this person may export or erase: those of their sites."""
+    if not may_manage_customer_data(user):
+        return Visitor.objects.none()
+    if user.is_superuser:
+        return Visitor.objects.all()
+    return Visitor.objects.filter(site__in=sites_for_user(user))
+
+
+def visitor_for_user(*, user: User | AnonymousUser, public_id: str) -> Visitor:
+    visitor = visitors_for_user(user).select_related("site").filter(public_id=public_id).first()
+    if visitor is None:
+        raise NotFound
+    return visitor
 
 
 def attachment_for_user(*, user: User | AnonymousUser, attachment_id: str) -> Attachment:
@@ -142,7 +171,9 @@ def attachment_for_visitor(*, visitor: Visitor, attachment_id: str) -> Attachmen
 class VisitorConversations:
     """The conversations one widget socket has been allowed, each checked once.
 
-    A conversation never changes visitor, so a check stays true for the socket's life:
+    A conversation changes visitor only when an anonymous visitor signs in (a verified
+    identity, ``chat/services/identity.py``): it moves to the same person's identified
+    visitor. So a check stays true for the socket's life:
     ``remembered`` spares a hot frame (a message) the look-up; its state (status,
     assignee) may be stale, so frames that show state use ``fetch``.
     """

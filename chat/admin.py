@@ -6,24 +6,29 @@ from signals), so saving never waits for the index to build.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Model, QuerySet
 from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
 
+from chat import access
 from chat.knowledge.entries import article_knowledge_entries
 from chat.knowledge.formats import KbFormat
 from chat.models import (
     Agent,
     Article,
     Attachment,
+    AuditLog,
     CannedReply,
     Conversation,
     CsatRating,
@@ -36,6 +41,7 @@ from chat.models import (
     Team,
     Visitor,
 )
+from chat.services import privacy
 from chat.services.attachments import attachment_files_delete
 from chat.services.knowledge import (
     ImportReport,
@@ -339,10 +345,76 @@ class CannedReplyAdmin(admin.ModelAdmin):
 
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "site", "email", "language", "created_at", "last_seen_at"]
+    list_display = [
+        "__str__",
+        "site",
+        "email",
+        "external_id",
+        "language",
+        "created_at",
+        "last_seen_at",
+        "erased_at",
+    ]
     list_filter = ["site"]
-    search_fields = ["name", "email", "public_id"]
-    readonly_fields = ["public_id", "created_at", "last_seen_at"]
+    search_fields = ["name", "email", "public_id", "external_id"]
+    readonly_fields = ["public_id", "external_id", "created_at", "last_seen_at", "erased_at"]
+    actions = ["export_data", "erase_data"]
+
+    @admin.action(description=_("Export selected customers' data (JSON)"))
+    def export_data(self, request: HttpRequest, queryset: QuerySet[Visitor]) -> HttpResponse:
+        visitors = queryset & access.visitors_for_user(request.user)
+        exports = [
+            privacy.visitor_export(visitor=v, by=request.user, via="admin")
+            for v in visitors.select_related("site").order_by("pk")
+        ]
+        body = exports[0] if len(exports) == 1 else exports
+        response = HttpResponse(
+            json.dumps(body, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="customers.json"'
+        return response
+
+    @admin.action(description=_("Erase selected customers' data"))
+    def erase_data(self, request: HttpRequest, queryset: QuerySet[Visitor]) -> HttpResponse | None:
+        visitors = list((queryset & access.visitors_for_user(request.user)).select_related("site"))
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/chat/visitor/erase_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _("Erase customers' data?"),
+                    "visitors": visitors,
+                    "opts": self.model._meta,
+                    "action": "erase_data",
+                },
+            )
+        for visitor in visitors:
+            privacy.visitor_erase(visitor=visitor, by=request.user, via="admin")
+        self.message_user(
+            request,
+            _("Erased the data of %(n)d customers.") % {"n": len(visitors)},
+            messages.SUCCESS,
+        )
+        return None
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor_name", "action", "via", "site", "visitor_ref", "detail"]
+    list_filter = ["action", "via", "site"]
+    search_fields = ["actor_name", "visitor_ref"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class MessageInline(admin.TabularInline):

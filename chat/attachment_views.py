@@ -121,10 +121,17 @@ def widget_upload(request: HttpRequest, key: str) -> JsonResponse:
         return refusal.response
     try:
         posted = attachment_send_from_visitor(
-            visitor=visitor, conversation=conversation, upload=upload, client_id=client_id
+            visitor=visitor,
+            conversation=conversation,
+            upload=upload,
+            client_id=client_id,
+            consent=request.POST.get("consent") == "true",
         )
     except UploadRefused as refused:
         return refused_upload(refused, client_id)
+    except conversations.ConsentRequired:
+        message = _("Please agree to the terms before chatting.")
+        return error_response(ErrorCode.CONSENT_REQUIRED, message, 400, client_id)
     except ratelimit.RateLimited as limited:  # a new conversation over the visitor's limit
         return rate_limited_response(limited, client_id)
     return posted_response(posted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,11 +12,13 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
 from chat import access, ratelimit
@@ -27,6 +30,7 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    BotDelayed,
     ConversationClose,
     ConversationSync,
     CsatCreate,
@@ -49,6 +53,8 @@ from chat.protocol import (
     TranscriptRequest,
     TypingStart,
     TypingStarted,
+    VisitorIdentified,
+    VisitorIdentify,
     VisitorOut,
     VisitorUpdate,
     VisitorUpdated,
@@ -62,9 +68,11 @@ from chat.realtime import (
     agents_group,
     send_now,
     site_agents_group,
+    socket_closed,
+    socket_opened,
     visitor_group,
 )
-from chat.services import conversations, csat, notifications, presence, receipts
+from chat.services import conversations, csat, identity, notifications, presence, receipts
 from chat.services.frames import conversation_frame, message_frame
 from chat.services.messages import messages_after
 from chat.services.notes import note_add, note_frame, notes_from
@@ -80,6 +88,15 @@ from chat.services.visitors import (
 
 log = logging.getLogger(__name__)
 
+# A backing service is down (PostgreSQL unreachable, Redis restarting): the transaction rolled
+# back, so nothing was stored, and the same frame will likely work in a moment.
+OUTAGES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRY_AFTER_OUTAGE = 2  # seconds, in the ``unavailable`` error
 TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
@@ -109,6 +126,7 @@ class ProtocolConsumer(WebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
         if message["type"] == FORWARD:
             # A finished frame from the layer: straight out, no thread, no database.
+            self.forwarded(message["frame"])
             text = json.dumps(message["frame"], ensure_ascii=False)
             await self.raw_send({"type": "websocket.send", "text": text})
             return
@@ -116,6 +134,9 @@ class ProtocolConsumer(WebsocketConsumer):
             self.dispatch_sync, thread_sensitive=False, executor=frame_threads()
         )
         await run(message)
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        """A layer frame on its way out (on the event loop: no database here)."""
 
     def dispatch_sync(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)
@@ -125,7 +146,12 @@ class ProtocolConsumer(WebsocketConsumer):
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
+        socket_opened(self)
         super().websocket_connect(message)
+
+    def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        socket_closed(self)
+        super().websocket_disconnect(message)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         ref: str | None = None
@@ -139,8 +165,22 @@ class ProtocolConsumer(WebsocketConsumer):
             self.send_error(ErrorCode.NOT_FOUND, _("No such conversation."), ref)
         except (conversations.Conflict, csat.CsatError) as conflict:
             self.send_error(ErrorCode.CONFLICT, str(conflict), ref)
+        except conversations.ConsentRequired:
+            self.send_error(
+                ErrorCode.CONSENT_REQUIRED, _("Please agree to the terms before chatting."), ref
+            )
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
+        except OUTAGES as outage:
+            log.warning("frame refused, a backing service is down: %r", outage)
+            self.send_json(
+                ProtocolError(
+                    ErrorCode.UNAVAILABLE,
+                    _("The service is briefly unavailable; nothing was stored. Try again."),
+                    ref,
+                    retry_after=RETRY_AFTER_OUTAGE,
+                ).frame()
+            )
         except Exception:
             log.exception("frame failed")
             self.send_error(
@@ -224,11 +264,14 @@ class WidgetConsumer(ProtocolConsumer):
             TypingStart: self.typing_start,
             Ping: self.ping,
             VisitorUpdate: self.visitor_update,
+            VisitorIdentify: self.visitor_identify,
             MessageRead: self.message_read,
             ConversationClose: self.conversation_close,
             CsatCreate: self.csat_create,
             TranscriptRequest: self.transcript_request,
         }
+        self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
+        self.streaming: set[int] = set()  # conversations whose bot answer is being written
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
         if site is None:
@@ -246,7 +289,7 @@ class WidgetConsumer(ProtocolConsumer):
         self.site, self.visitor = site, visitor
         self.allowed = access.VisitorConversations(visitor)
         self.accept()
-        latest = visitor.conversations.order_by("-created_at").first()
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
         self.send_frame(
             SessionReady(
                 visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
@@ -293,6 +336,7 @@ class WidgetConsumer(ProtocolConsumer):
             body=body,
             client_id=frame.client_id,
             team_id=frame.team_id,
+            consent=frame.consent,
             page_url=frame.page_url or "",
             on_conversation=lambda c: self.join(visitor_group(c.pk)),
         )
@@ -306,6 +350,50 @@ class WidgetConsumer(ProtocolConsumer):
         )
         if posted.created:  # a new conversation straight to the queue: its first place
             self.send_queue_place(message.conversation)
+            if message.conversation.is_with_bot:
+                self.watch_bot(message.conversation_id, message.seq)
+
+    def watch_bot(self, conversation_id: int, seq: int) -> None:
+        """In HELPDESK_BOT_SLOW_SECONDS, tell this visitor if the bot still owes ``seq`` an
+        answer: its worker may be down, and they should know they can ask for a person."""
+        delay = settings.HELPDESK_BOT_SLOW_SECONDS
+        if delay > 0:
+            event = {"type": "bot.watch", "conversation_id": conversation_id, "seq": seq}
+            async_to_sync(self._send_to_self_later)(delay, event)
+
+    async def _send_to_self_later(self, delay: float, event: dict[str, Any]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await self.channel_layer.send(self.channel_name, event)
+            except Exception:  # Redis down: nobody hears the notice, nothing else breaks
+                log.warning("could not schedule the bot-delay notice", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self.watches.add(task)
+        task.add_done_callback(self.watches.discard)
+
+    def bot_watch(self, event: dict[str, Any]) -> None:
+        conversation_id, seq = event["conversation_id"], event["seq"]
+        if conversation_id in self.streaming:
+            return  # the bot is writing its answer
+        try:
+            late = conversations.bot_answer_overdue(conversation_id=conversation_id, seq=seq)
+        except OUTAGES:
+            return
+        if late:
+            self.send_frame(BotDelayed(conversation_id=conversation_id, seq=seq))
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "message.streaming":
+            self.streaming.add(frame["conversation_id"])
+        elif frame["type"] == "message.stream_ended":
+            self.streaming.discard(frame["conversation_id"])
+
+    def disconnect(self, code: int) -> None:
+        super().disconnect(code)
+        for task in list(getattr(self, "watches", ())):
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     def send_queue_place(self, conversation: Conversation) -> None:
         place = queue_place(conversation)
@@ -320,6 +408,35 @@ class WidgetConsumer(ProtocolConsumer):
                 ErrorCode.INVALID_FRAME, _("Please enter a valid e-mail address.")
             ) from None
         self.send_frame(VisitorUpdated(email=visitor.email, name=visitor.name))
+
+    def visitor_identify(self, frame: VisitorIdentify) -> None:
+        try:
+            claim = identity.identity_check(
+                site=self.site,
+                external_id=frame.external_id,
+                name=frame.name,
+                email=frame.email,
+                hash=frame.hash,
+                token=frame.jwt,
+            )
+        except identity.IdentityRefused as refused:
+            code = ErrorCode(f"identity_{refused.reason}")
+            raise ProtocolError(code, refused.message, frame.type) from None
+        visitor = identity.visitor_identify(visitor=self.visitor, identity=claim)
+        if visitor.pk != self.visitor.pk:  # another person now: none of the old live frames
+            for group in self.groups_joined:
+                self.leave(group)
+            self.groups_joined.clear()
+            self.visitor = visitor
+            self.allowed = access.VisitorConversations(visitor)
+        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
+        self.send_frame(
+            VisitorIdentified(
+                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
+                verified=claim.verified,
+                conversation=conversation_frame(latest) if latest else None,
+            )
+        )
 
     def transcript_request(self, frame: TranscriptRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

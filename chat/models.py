@@ -20,6 +20,10 @@ def new_site_key() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_identity_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def normalise_origin(origin: str) -> str:
     """``https://Shop.example:443/`` → ``https://shop.example``: the form browsers send."""
     parts = urlsplit(origin.strip())
@@ -118,6 +122,52 @@ class Site(models.Model):
         help_text=_(
             "An assigned conversation with no agent reply for this long goes back to the "
             "queue. 0 turns this off."
+        ),
+    )
+
+    class IdentityVerification(models.TextChoices):
+        OFF = "off", _("Off: identities are contact details only, never linked")
+        OPTIONAL = "optional", _("Optional: signed identities link devices, unsigned do not")
+        REQUIRED = "required", _("Required: an identity without a valid signature is refused")
+
+    identity_verification = models.CharField(
+        _("identity verification"),
+        max_length=10,
+        choices=IdentityVerification.choices,
+        default=IdentityVerification.OFF,
+        help_text=_(
+            "Your backend signs the customer's id with the identity secret (HMAC-SHA256, or "
+            "an HS256 JWT); a verified customer sees their history on any device."
+        ),
+    )
+    identity_secret = models.CharField(
+        _("identity secret"),
+        max_length=100,
+        default=new_identity_secret,
+        help_text=_("Keep it on your server: whoever has it can sign in as any customer."),
+    )
+
+    class RetentionAction(models.TextChoices):
+        DELETE = "delete", _("Delete the conversation")
+        ANONYMISE = "anonymise", _("Anonymise: drop text and personal data, keep statistics")
+
+    retention_days = models.PositiveIntegerField(
+        _("keep conversations (days)"),
+        default=0,
+        help_text=_("Conversations without activity for longer are removed. 0 keeps them."),
+    )
+    retention_action = models.CharField(
+        _("after that"),
+        max_length=10,
+        choices=RetentionAction.choices,
+        default=RetentionAction.ANONYMISE,
+    )
+    consent_text = models.TextField(
+        _("consent text"),
+        blank=True,
+        help_text=_(
+            "Shown above the first message with a checkbox the customer must tick; stored "
+            "with each conversation. Empty asks for nothing."
         ),
     )
     upload_max_bytes = models.PositiveIntegerField(
@@ -272,7 +322,11 @@ class AgentSocket(models.Model):
 
 
 class Visitor(models.Model):
-    """A customer of a site, known by the token kept in their browser."""
+    """A customer of a site, known by the token kept in their browser.
+
+    A customer the site's backend vouched for (a verified identity) has an ``external_id``,
+    the site's own id for them; every browser that proves it is given this visitor's token.
+    """
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="visitors")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -280,14 +334,28 @@ class Visitor(models.Model):
     email = models.EmailField(blank=True)
     language = models.CharField(max_length=10, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
-    # The site's own id for this customer (proactive messages name customers by it).
+    # The site's own id for this customer (proactive messages name customers by it; a
+    # verified identity links browsers to it). Empty: none.
     external_id = models.CharField(max_length=200, blank=True, db_index=True)
     # They opened a link we e-mailed to ``email``: the address is theirs.
     email_verified = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
+    # Set when the customer's data was erased: the row stays for anonymised statistics.
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "external_id"],
+                condition=~Q(external_id=""),
+                name="visitor_unique_external_id",
+            )
+        ]
 
     def __str__(self) -> str:
+        if self.erased_at:
+            return f"Erased visitor {self.pk}"
         return self.name or self.email or f"Visitor {str(self.public_id)[:8]}"
 
 
@@ -399,6 +467,11 @@ class Conversation(models.Model):
     # Messages up to this seq were e-mailed to the visitor (unseen-reply fallback).
     visitor_emailed_seq = models.PositiveIntegerField(default=0)
     page_url = models.URLField(max_length=500, blank=True)
+    # What the customer agreed to before their first message (the site's text then).
+    consent_text = models.TextField(blank=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    # Text and personal data removed (erasure or retention); timestamps and outcomes remain.
+    anonymised_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -412,7 +485,6 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["site", "created_at"], name="conv_site_created_idx"),
             models.Index(fields=["site", "status", "queued_at"], name="conv_queue_idx"),
             models.Index(fields=["visitor", "-created_at"], name="conv_visitor_idx"),
         ]
@@ -465,6 +537,14 @@ class Message(models.Model):
                 condition=Q(client_id__isnull=False),
                 name="message_unique_author_client_id",
             ),
+        ]
+        # Reports count the rated bot answers of many conversations; most answers are unrated.
+        indexes = [
+            models.Index(
+                fields=["conversation"],
+                condition=Q(helpful__isnull=False),
+                name="message_rated_idx",
+            )
         ]
 
     def __str__(self) -> str:
@@ -702,6 +782,35 @@ class CsatRating(models.Model):
     @property
     def is_answered(self) -> bool:
         return self.score is not None
+
+
+class AuditLog(models.Model):
+    """Who exported, erased or expired which customer's data, and when."""
+
+    class Action(models.TextChoices):
+        EXPORT = "export", _("Export")
+        ERASE = "erase", _("Erase")
+        RETENTION = "retention", _("Retention")
+
+    at = models.DateTimeField(auto_now_add=True)
+    # None: the system (the retention sweep). The name stays if the user is deleted.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL)
+    visitor = models.ForeignKey(Visitor, null=True, blank=True, on_delete=models.SET_NULL)
+    # The customer's public id at the time (erasure gives them a new one).
+    visitor_ref = models.CharField(max_length=64, blank=True)
+    via = models.CharField(max_length=10, blank=True)  # "admin", "api", "beat"
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action}"
 
 
 # --- Notifications ---------------------------------------------------------------------

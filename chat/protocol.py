@@ -29,6 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
 #    notifications: ``transcript.request``/``transcript.queued`` (widget),
 #    ``notification.created`` (console); ``message.create`` gains ``page_url``.
+#    faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
+#    s); ``bot.delayed`` (widget: no bot answer yet after a few seconds); close code 4503
+#    (frames may have been lost: reconnect and sync).
+#    identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
+#    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
+#    ``message.create`` gains ``consent``, error ``consent_required``.
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -47,13 +53,20 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # unknown site key, or not allowed (sent before closing)
     BAD_TOKEN = "bad_token"  # the visitor token is forged, expired or for another site
     RATE_LIMITED = "rate_limited"  # too many frames or sessions; retry after ``retry_after`` s
+    IDENTITY_REQUIRED = "identity_required"  # the site accepts only signed identities
+    IDENTITY_INVALID = "identity_invalid"  # the signature does not match (forged or malformed)
+    IDENTITY_EXPIRED = "identity_expired"  # the identity JWT is past its ``exp``
+    CONSENT_REQUIRED = "consent_required"  # the site asks for consent before the first message
     UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
+    UNAVAILABLE = "unavailable"  # the database or Redis is down: nothing stored; resend later
 
 
 # Close codes sent after an error frame at connect time.
 CLOSE_BAD_TOKEN = 4401  # drop the stored token and connect again without one
 CLOSE_FORBIDDEN = 4403  # do not retry
 CLOSE_RATE_LIMITED = 4429  # too many new sessions: connect again after ``retry_after`` s
+# Sent to open sockets: frames may have been lost (Redis restarted): reconnect and sync.
+CLOSE_RESYNC = 4503
 
 
 class Frame(BaseModel):
@@ -88,6 +101,8 @@ class MessageCreate(ClientFrame):
     team_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
     # Widget, first message only: the page the visitor chats from (links in e-mails lead back).
     page_url: Annotated[str, Field(max_length=500)] | None = None
+    # Widget, first message only: the visitor ticked the site's consent text.
+    consent: bool = False
 
 
 class HandoffRequest(ClientFrame):
@@ -147,6 +162,21 @@ class VisitorUpdate(ClientFrame):
     name: Annotated[str, Field(max_length=120)] = ""
 
 
+class VisitorIdentify(ClientFrame):
+    """The embedding page says who the customer is, signed by the site's backend.
+
+    ``hash`` is HMAC-SHA256 of ``external_id`` with the site's identity secret (hex); ``jwt``
+    is an HS256 token with that secret whose ``sub`` is the external id and ``exp`` is set.
+    """
+
+    type: Literal["visitor.identify"]
+    external_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=120)] = ""
+    email: Annotated[str, Field(max_length=254)] = ""
+    hash: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    jwt: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
 class TranscriptRequest(ClientFrame):
     """E-mail me this conversation (to the address the visitor left)."""
 
@@ -165,6 +195,7 @@ WidgetFrame = Annotated[
     | MessageRead
     | ConversationClose
     | CsatCreate
+    | VisitorIdentify
     | TranscriptRequest,
     Field(discriminator="type"),
 ]
@@ -374,10 +405,32 @@ class QueuePosition(Frame):
     agents_online: bool
 
 
+class BotDelayed(Frame):
+    """Widget: the bot has not answered the visitor's message ``seq`` within a few seconds
+    (its worker may be down). Say so, and offer a person. Not stored, never replayed."""
+
+    type: Literal["bot.delayed"] = "bot.delayed"
+    conversation_id: int
+    seq: int
+
+
 class VisitorUpdated(Frame):
     type: Literal["visitor.updated"] = "visitor.updated"
     email: str
     name: str
+
+
+class VisitorIdentified(Frame):
+    """The answer to ``visitor.identify``: the visitor this socket now speaks for.
+
+    A verified identity may be a visitor first seen on another device: store its ``token``,
+    and show its latest ``conversation`` (the history of every device).
+    """
+
+    type: Literal["visitor.identified"] = "visitor.identified"
+    visitor: VisitorOut
+    verified: bool
+    conversation: ConversationOut | None = None
 
 
 class ConversationReturned(Frame):
@@ -465,7 +518,7 @@ class ErrorOut(Frame):
     message: str
     # The ``client_id`` (or frame type) the error answers, when known.
     ref: str | None = None
-    # ``rate_limited`` only: seconds to wait before trying again.
+    # ``rate_limited`` and ``unavailable``: seconds to wait before trying again.
     retry_after: int | None = None
 
 

@@ -60,6 +60,14 @@ def presence_sweep() -> int:
 
 
 @shared_task(acks_late=True)
+def retention_sweep() -> int:
+    """Beat: delete or anonymise conversations past their site's retention."""
+    from chat.services.privacy import retention_sweep as sweep
+
+    return sweep()
+
+
+@shared_task(acks_late=True)
 def attachment_thumbnail(attachment_id: int) -> None:
     """A big image's thumbnail, made outside the upload request."""
     from chat.services.attachments import attachment_thumbnail_make
@@ -70,7 +78,7 @@ def attachment_thumbnail(attachment_id: int) -> None:
 @shared_task(acks_late=True)
 def delivery_send(delivery_id: int) -> None:
     """One try of a push or an e-mail; a temporary failure enqueues the next, up to a limit."""
-    from chat.services.notifications import delivery_attempt
+    from chat.services.deliveries import delivery_attempt
 
     delivery_attempt(delivery_id=delivery_id)
 

@@ -125,17 +125,27 @@ if DATABASE_URL:
         "default": dj_database_url.parse(
             DATABASE_URL,
             conn_max_age=0 if DATABASE_POOL_SIZE else env_int("DATABASE_CONN_MAX_AGE", 0),
+            # A kept connection is checked before its first use in each frame or request, so
+            # one that died with the database (or the network) is replaced, not used.
+            conn_health_checks=True,
         )
     }
-    if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
-        # A fixed size, opened at start: growing on demand made the first burst wait for
-        # new backends (tens of ms each on a busy machine).
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": DATABASE_POOL_SIZE,
-            "max_size": DATABASE_POOL_SIZE,
-            "timeout": 10,
-        }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        options = DATABASES["default"].setdefault("OPTIONS", {})
+        # An unreachable database fails the frame in seconds instead of hanging the socket.
+        options["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+        if DATABASE_POOL_SIZE:
+            # A new backend per socket frame cost ~10 ms; a pooled connection costs nothing.
+            # A fixed size, opened at start: growing on demand made the first burst wait for
+            # new backends (tens of ms each on a busy machine). With conn_health_checks,
+            # Django has the pool check a connection before lending it, so one that died with
+            # the database is replaced, not used; waiting longer than a connection takes to
+            # open means the database is gone.
+            options["pool"] = {
+                "min_size": DATABASE_POOL_SIZE,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": options["connect_timeout"],
+            }
 else:
     DATABASES = {
         "default": {
@@ -201,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
     "reassign-overdue": {"task": "chat.tasks.reassign_overdue", "schedule": 15.0},
     # Agent replies nobody saw for the site's N minutes go out by e-mail.
     "email-fallback-sweep": {"task": "chat.tasks.email_fallback_sweep", "schedule": 30.0},
+    # Each site's "keep conversations (days)"; hourly is plenty for a limit counted in days.
+    "retention-sweep": {"task": "chat.tasks.retention_sweep", "schedule": 3600.0},
 }
 if not CELERY_TASK_ALWAYS_EAGER and not REDIS_URL:
     # Workers would broadcast into their own in-memory layer and nobody would hear them.
@@ -255,6 +267,9 @@ HELPDESK_FRAME_THREADS = env_int("HELPDESK_FRAME_THREADS", 32 if DATABASE_URL el
 HELPDESK_GROUP_COMMIT = env_bool("HELPDESK_GROUP_COMMIT", True)
 if HELPDESK_FRAME_THREADS < 1:
     raise ImproperlyConfigured("HELPDESK_FRAME_THREADS must be at least 1")
+# Seconds without a bot answer before the widget is told the bot is slow (``bot.delayed``)
+# and offered a person; 0 never tells.
+HELPDESK_BOT_SLOW_SECONDS = env_int("HELPDESK_BOT_SLOW_SECONDS", 8)
 # Rate limits (chat/ratelimit.py), per site; 0 turns one off. Shared across processes only
 # through the cache, so only with REDIS_URL.
 HELPDESK_RATE_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_MESSAGES_PER_MINUTE", 30)
@@ -302,6 +317,8 @@ if not VAPID_PRIVATE_KEY and DEBUG:
 # Seconds a push service may hold a notification for an offline browser.
 WEBPUSH_TTL = env_int("WEBPUSH_TTL", 3600)
 WEBPUSH_TIMEOUT = env_int("WEBPUSH_TIMEOUT", 10)
+# Accept subscriptions whose endpoint is plain http:// (a local push service in tests).
+WEBPUSH_ALLOW_HTTP = env_bool("WEBPUSH_ALLOW_HTTP", DEBUG)
 
 # E-mail: EMAIL_URL (smtp://user:pass@host:587?tls, smtps://…:465, console:) or the usual
 # EMAIL_HOST/EMAIL_PORT/EMAIL_HOST_USER/EMAIL_HOST_PASSWORD/EMAIL_USE_TLS/EMAIL_USE_SSL.

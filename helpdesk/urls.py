@@ -25,6 +25,7 @@ urlpatterns = [
     path("r/<str:token>/", views_notifications.resume, name="resume"),
     path("api/v1/sites/<str:key>/messages", api.messages_create, name="api_messages"),
     path("console/", include("chat.urls")),
+    path("api/v1/", include("chat.api_urls")),
     path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

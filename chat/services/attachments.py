@@ -47,8 +47,10 @@ def attachment_send_from_visitor(
     conversation: Conversation | None,
     upload: UploadedFile,
     client_id: str,
+    consent: bool = False,
 ) -> Posted:
-    """The visitor sends a file, in ``conversation`` or (None) in their open or a new one."""
+    """The visitor sends a file, in ``conversation`` or (None) in their open or a new one
+    (``consent``: to the site's consent text, when the file starts a conversation)."""
     stored = Message.objects.filter(
         conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id
     ).first()
@@ -57,7 +59,12 @@ def attachment_send_from_visitor(
 
     def post(body: str, meta: dict[str, Any]) -> Posted:
         return conversations.visitor_message_send(
-            visitor=visitor, conversation=conversation, body=body, client_id=client_id, meta=meta
+            visitor=visitor,
+            conversation=conversation,
+            body=body,
+            client_id=client_id,
+            meta=meta,
+            consent=consent,
         )
 
     return _store_and_post(upload=upload, inspected=_inspect(visitor.site, upload), post=post)

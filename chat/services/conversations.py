@@ -26,8 +26,17 @@ class Conflict(Exception):
     """The change does not fit the conversation's state (e.g. someone else took it)."""
 
 
+class ConsentRequired(Exception):
+    """The site asks the visitor to agree to its consent text before a conversation starts."""
+
+
 def conversation_start(
-    *, site: Site, visitor: Visitor, page_url: str = "", team_id: int | None = None
+    *,
+    site: Site,
+    visitor: Visitor,
+    page_url: str = "",
+    team_id: int | None = None,
+    consent: bool = False,
 ) -> Conversation:
     # Only a page of the site itself: e-mailed links lead back there.
     page_url = page_url if page_url.startswith(("https://", "http://")) else ""
@@ -35,6 +44,9 @@ def conversation_start(
         page_url = ""
     status = Conversation.Status.BOT if site.bot_enabled else Conversation.Status.WAITING
     conversation = Conversation.objects.create(
+        # What the visitor agreed to, as it read when they did.
+        consent_text=site.consent_text if consent else "",
+        consent_at=timezone.now() if consent and site.consent_text else None,
         site=site,
         visitor=visitor,
         status=status,
@@ -57,12 +69,14 @@ def visitor_message_send(
     body: str,
     client_id: str,
     team_id: int | None = None,
+    consent: bool = False,
     page_url: str = "",
     on_conversation: Callable[[Conversation], None] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Posted:
     """A visitor wrote, in ``conversation`` or (None) in their open one, else a new one
-    (for the team ``team_id`` they chose, if it is one of the site's).
+    (for the team ``team_id`` they chose, if it is one of the site's; with ``consent`` to
+    the site's consent text when it has one).
 
     ``on_conversation`` hears which conversation it is before anything is posted, so the
     sender can subscribe to it before the answers (an eager bot answers inline) go out.
@@ -91,9 +105,15 @@ def visitor_message_send(
         if conversation is None:
             conversation = visitor.conversations.open().order_by("-created_at").first()
         if conversation is None:
+            if visitor.site.consent_text and not consent:
+                raise ConsentRequired  # before the rate limit counts a conversation
             ratelimit.conversation_start_hit(visitor_id=visitor.pk)
             conversation = conversation_start(
-                site=visitor.site, visitor=visitor, team_id=team_id, page_url=page_url
+                site=visitor.site,
+                visitor=visitor,
+                team_id=team_id,
+                consent=consent,
+                page_url=page_url,
             )
         if on_conversation is not None:
             on_conversation(conversation)
@@ -140,7 +160,9 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         from chat.tasks import bot_answer
 
         seq = posted.message.seq
-        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+        # robust: a broker outage must not fail a message that is already stored; the
+        # widget then hears ``bot.delayed`` and can ask for a person.
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq), robust=True)
     elif posted.created and conversation.status == Conversation.Status.WAITING:
         _announce_queue(conversation.site_id)
     elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
@@ -148,6 +170,14 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         _after_commit(
             lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
         )
+
+
+def bot_answer_overdue(*, conversation_id: int, seq: int) -> bool:
+    """Whether the visitor's message ``seq`` is still waiting for the bot: the bot leads and
+    nothing (no answer, no hand-off, no newer message) was posted after it."""
+    return Conversation.objects.filter(
+        pk=conversation_id, status=Conversation.Status.BOT, last_seq=seq
+    ).exists()
 
 
 def agent_message_post(

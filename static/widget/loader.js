@@ -11,6 +11,18 @@
  *                  {source: "helpdesk-widget", type: "widget.close"}
  *                  {source: "helpdesk-widget", type: "widget.unread", count}
  *   page → iframe  {source: "helpdesk-loader", type: "widget.opened" | "widget.closed"}
+ *                  {source: "helpdesk-loader", type: "widget.identify", identity}
+ *                  {source: "helpdesk-loader", type: "widget.logout"}
+ *
+ * A signed-in customer (identity verification, see README): either on the script tag,
+ *
+ *   <script src=".../loader.js" data-site="KEY" data-user-id="42" data-user-name="Ann"
+ *           data-user-email="ann@example.com" data-user-hash="HMAC_SHA256_HEX" async></script>
+ *
+ * (or data-user-jwt="HS256 JWT"), or from the page's own script at any time:
+ *
+ *   window.Helpdesk.identify({id: "42", name: "Ann", email: "ann@example.com", hash: "…"});
+ *   window.Helpdesk.logout();   // the customer signed out: forget their chat on this browser
  */
 (function () {
   "use strict";
@@ -32,8 +44,18 @@
   }
   var siteKey = script.getAttribute("data-site");
   var helpdeskOrigin = new URL(script.src, location.href).origin;
-  var state = { open: false, ready: false, unread: 0, readyTimer: 0, resume: takeResumeToken() };
+  var state = { open: false, ready: false, unread: 0, readyTimer: 0, identity: identityFromTag(),
+    resume: takeResumeToken() };
   var launcher, frame, badge;
+
+  function identityFromTag() {
+    var identity = {};
+    ["id", "name", "email", "hash", "jwt"].forEach(function (key) {
+      var value = script.getAttribute("data-user-" + key);
+      if (value) identity[key] = value;
+    });
+    return identity.id || identity.jwt ? identity : null;
+  }
 
   // A link from one of our e-mails or notifications ends in #hd-resume=TOKEN: the widget
   // opens on that conversation. The fragment is removed so a reload or a shared URL does not
@@ -151,9 +173,27 @@
     launcher.replaceChild(svgIcon(paths), old);
   }
 
-  function post(type) {
-    if (!frame.contentWindow) return;
-    frame.contentWindow.postMessage({ source: "helpdesk-loader", type: type }, helpdeskOrigin);
+  function post(type, extra) {
+    if (!frame || !frame.contentWindow) return;
+    var message = { source: "helpdesk-loader", type: type };
+    if (extra) message.identity = extra;
+    frame.contentWindow.postMessage(message, helpdeskOrigin);
+  }
+
+  // Only strings travel: the widget checks the signature with the helpdesk, not here.
+  function identify(identity) {
+    if (!identity || typeof identity !== "object") return;
+    var clean = {};
+    ["id", "name", "email", "hash", "jwt"].forEach(function (key) {
+      if (identity[key] !== undefined && identity[key] !== null) clean[key] = String(identity[key]);
+    });
+    state.identity = clean;
+    if (state.ready) post("widget.identify", clean);
+  }
+
+  function logout() {
+    state.identity = null;
+    if (state.ready) post("widget.logout");
   }
 
   function setOpen(open) {
@@ -206,6 +246,7 @@
       clearTimeout(state.readyTimer);
       applyColor(data.color);
       launcher.hidden = false;
+      if (state.identity) post("widget.identify", state.identity);
       if (state.resume && !state.open) {
         state.resume = "";
         setOpen(true);
@@ -251,6 +292,11 @@
       );
     }
   }
+
+  // A page may have set window.Helpdesk = {identity: {...}} before this script loaded.
+  var early = window.Helpdesk && window.Helpdesk.identity;
+  window.Helpdesk = { identify: identify, logout: logout };
+  if (early) identify(early);
 
   if (document.body) {
     mount();

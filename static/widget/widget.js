@@ -8,6 +8,9 @@
  *                 {source: "helpdesk-widget", type: "widget.close"}
  *                 {source: "helpdesk-widget", type: "widget.unread", count}
  *   from the page {source: "helpdesk-loader", type: "widget.opened" | "widget.closed"}
+ *                 {source: "helpdesk-loader", type: "widget.identify", identity: {id, name,
+ *                  email, hash, jwt}}   (signed by the site's backend: see visitor.identify)
+ *                 {source: "helpdesk-loader", type: "widget.logout"}
  */
 (function () {
   "use strict";
@@ -50,6 +53,8 @@
     csatDone: document.getElementById("csat-done"),
     offline: document.getElementById("offline"),
     offlineEmail: document.getElementById("offline-email"),
+    consent: document.getElementById("consent"),
+    consentBox: document.getElementById("consent-box"),
     composer: document.getElementById("composer"),
     body: document.getElementById("body"),
     send: document.getElementById("send"),
@@ -79,7 +84,12 @@
     open: !embedded, // a standalone widget is always open
     place: null, // the latest queue.position of the current conversation
     leftEmail: false, // the visitor left an address: no need to offer the form again
+    identity: null, // what the embedding page says about its signed-in customer
+    identifying: false, // visitor.identify sent, no answer yet: messages wait for it
+    verified: false,
+    identityError: null,
     csat: null, // {conversationId, score}: the survey on screen
+    botDelayed: false, // the "taking longer than usual" notice is showing
     unread: 0,
     agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
     readSent: 0, // the highest seq we told the server the visitor has seen
@@ -100,6 +110,7 @@
       maxChars: parseInt(data.maxChars, 10) || 4000,
       protocolVersion: parseInt(data.protocolVersion, 10) || 1,
       wsPath: data.wsPath || "/ws/widget/v1/",
+      consent: data.consent === "1",
       // A signed link (e-mail, notification) names a conversation and its visitor's token.
       resumeToken: data.resumeToken || "",
       resumeConversation: parseInt(data.resumeConversation, 10) || null,
@@ -275,11 +286,13 @@
     "message.stream_ended": onMessageStreamEnded,
     "queue.position": onQueuePosition,
     "visitor.updated": onVisitorUpdated,
+    "visitor.identified": onVisitorIdentified,
     "transcript.queued": onTranscriptQueued,
     "attachment.updated": onAttachmentUpdated,
     "receipt.updated": onReceiptUpdated,
     "csat.requested": onCsatRequested,
     "csat.recorded": onCsatRecorded,
+    "bot.delayed": onBotDelayed,
     error: onError,
     pong: () => {},
   };
@@ -293,19 +306,22 @@
     if (frame.protocol_version !== config.protocolVersion) {
       console.warn(`Helpdesk widget: server speaks protocol ${frame.protocol_version}`);
     }
-    const visitor = frame.visitor || {};
+    adoptVisitor(frame.visitor || {}, frame.conversation);
+    if (state.identity) identify();
+    else state.outbox.forEach(transmit);
+  }
+
+  function adoptVisitor(visitor, conversation) {
     if (state.visitorId && state.visitorId !== visitor.id) forgetConversation();
     state.visitorId = visitor.id || null;
     if (visitor.token) save(keys.token, visitor.token);
     state.token = visitor.token || null; // for uploads when storage is unavailable
-
-    const conversation = frame.conversation;
     if (config.resumeConversation) {
       // Opened from a link: show that conversation, whichever is the latest.
       switchConversation(config.resumeConversation);
       config.resumeConversation = null;
       syncConversation();
-      state.outbox.forEach(transmit);
+      exposeState();
       return;
     }
     if (conversation && conversation.conversation_id !== state.conversationId) {
@@ -317,7 +333,64 @@
     } else {
       showGreeting();
     }
+    exposeState();
+  }
+
+  // --- Identity: the embedding page's signed-in customer -----------------------------------
+
+  function setIdentity(identity) {
+    const clean = cleanIdentity(identity);
+    if (!clean) return;
+    state.identity = clean;
+    state.identityError = null;
+    if (state.connected) identify();
+    else connect(); // a customer known on another device may have replies waiting
+  }
+
+  function cleanIdentity(identity) {
+    if (!identity || typeof identity !== "object") return null;
+    const pick = (key, max) => (typeof identity[key] === "string" ? identity[key].trim().slice(0, max) : "");
+    const frame = { type: "visitor.identify", name: pick("name", 120), email: pick("email", 254) };
+    const id = pick("id", 200);
+    const hash = pick("hash", 128);
+    const jwt = pick("jwt", 4096);
+    if (id) frame.external_id = id;
+    if (hash) frame.hash = hash;
+    if (jwt) frame.jwt = jwt;
+    return id || jwt ? frame : null;
+  }
+
+  function identify() {
+    if (send(state.identity)) state.identifying = true;
+  }
+
+  function identifyDone() {
+    state.identifying = false;
+    exposeState();
     state.outbox.forEach(transmit);
+  }
+
+  function onVisitorIdentified(frame) {
+    state.verified = frame.verified;
+    adoptVisitor(frame.visitor, frame.conversation);
+    identifyDone();
+  }
+
+  // The page's customer signed out: this browser forgets their token and history.
+  function logout() {
+    state.identity = null;
+    state.verified = false;
+    save(keys.token, null);
+    save(keys.seen, null);
+    const socket = state.socket;
+    state.socket = null;
+    state.connected = false;
+    if (socket) socket.close();
+    state.visitorId = null;
+    forgetConversation();
+    showGreeting();
+    exposeState();
+    if (state.open) connect();
   }
 
   function onMessageCreated(frame) {
@@ -332,6 +405,7 @@
       placeMessage(buildMessage(frame), frame.seq, frame.author === "visitor");
     }
     if (frame.author === "agent") hideTyping();
+    if (frame.author !== "visitor") clearBotDelayed();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
     if (frame.author === "visitor") showSeen();
     markSeen();
@@ -340,6 +414,7 @@
   // A bot answer being written: a bubble that shows the bot typing, then the text as it comes.
   function onMessageStreaming(frame) {
     if (!followConversation(frame.conversation_id)) return;
+    clearBotDelayed();
     streamBubble(frame.stream_id);
   }
 
@@ -413,6 +488,23 @@
 
   function onConversationUpdated(frame) {
     if (followConversation(frame.conversation_id)) applyConversation(frame);
+    if (state.status !== "bot") clearBotDelayed();
+  }
+
+  // No answer from the bot for a while (its worker may be down): say so, and offer a person.
+  function onBotDelayed(frame) {
+    if (frame.conversation_id !== state.conversationId || state.status !== "bot") return;
+    if (state.lastSeq > frame.seq) return; // something came after all
+    state.botDelayed = true;
+    showNotice(text.botSlow, true);
+    els.handoff.hidden = false;
+    els.handoff.disabled = state.stopped;
+  }
+
+  function clearBotDelayed() {
+    if (!state.botDelayed) return;
+    state.botDelayed = false;
+    els.notice.hidden = true;
   }
 
   // Our place in line and the wait; with nobody online, the offer to leave an address.
@@ -469,6 +561,12 @@
       state.fatalMessage = frame.message; // close code 4403 follows
       return;
     }
+    if (frame.ref === "visitor.identify") {
+      state.identityError = frame.code; // refused: the visitor stays anonymous
+      showNotice(frame.message);
+      identifyDone();
+      return;
+    }
     if (frame.code === "not_found" && state.conversationId !== null) {
       forgetConversation(); // not (or no longer) ours: start over rather than loop
       showGreeting();
@@ -476,9 +574,12 @@
       return;
     }
     const entry = frame.ref ? state.outbox.find((e) => e.clientId === frame.ref) : null;
-    if (entry && frame.code === "server_error") {
+    if (entry && (frame.code === "server_error" || frame.code === "unavailable")) {
+      // Nothing was stored: the same client_id again, later, is safe (the server de-duplicates).
       setBubbleNote(pendingBubble(entry.clientId), text.retrying);
-      setTimeout(() => transmit(entry), RETRY_AFTER_SERVER_ERROR_MS);
+      const wait = frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS;
+      setTimeout(() => transmit(entry), wait);
+      return;
     } else if (entry) {
       dropFromOutbox(entry.clientId);
       failBubble(pendingBubble(entry.clientId));
@@ -535,6 +636,7 @@
     els.offline.hidden = state.status !== "waiting" || !state.place || state.place.agents_online || state.leftEmail;
     els.handoff.hidden = state.status === "waiting" || state.status === "assigned";
     els.handoff.disabled = state.stopped;
+    if (els.consent) els.consent.hidden = state.conversationId !== null;
     els.endChat.hidden = !state.status || state.status === "closed";
     els.endChat.disabled = state.stopped;
     if (state.status && state.status !== "closed") hideCsat(); // reopened: the survey is moot
@@ -570,8 +672,13 @@
     if (message.author === "bot" || message.author === "agent") {
       bubble.appendChild(element("div", "msg__author", message.author_name || text.assistant));
     }
-    if (message.attachment) bubble.appendChild(buildAttachment(message.attachment));
-    else bubble.appendChild(element("div", "msg__body", message.body));
+    if (message.attachment) {
+      bubble.appendChild(buildAttachment(message.attachment));
+    } else {
+      const body = element("div", "msg__body");
+      window.HelpdeskText.setLinkedText(body, message.body);
+      bubble.appendChild(body);
+    }
     if (message.source && message.source.title) {
       bubble.appendChild(element("div", "msg__source", `${text.source} ${message.source.title}`));
     }
@@ -695,6 +802,11 @@
   function sendMessage(rawBody) {
     const body = rawBody.trim().slice(0, config.maxChars);
     if (!body || state.stopped) return false;
+    if (needsConsent()) {
+      showNotice(text.consentNeeded);
+      els.consentBox.focus();
+      return false;
+    }
     const entry = { clientId: newClientId(), body };
     state.outbox.push(entry);
     const bubble = buildMessage({ author: "visitor", body });
@@ -709,11 +821,17 @@
 
   // Also used to resend after a reconnect: the server stores each client_id once.
   function transmit(entry) {
-    if (!state.outbox.includes(entry)) return;
+    if (!state.outbox.includes(entry) || state.identifying) return;
     const frame = { type: "message.create", client_id: entry.clientId, body: entry.body };
     if (state.conversationId !== null) frame.conversation_id = state.conversationId;
     else if (/^https?:\/\//.test(config.pageUrl)) frame.page_url = config.pageUrl.slice(0, 500);
+    if (els.consentBox && els.consentBox.checked) frame.consent = true;
     send(frame);
+  }
+
+  // The site's consent text must be ticked before a conversation starts.
+  function needsConsent() {
+    return config.consent && state.conversationId === null && !(els.consentBox && els.consentBox.checked);
   }
 
   function dropFromOutbox(clientId) {
@@ -875,11 +993,11 @@
     if (!state.stopped) els.banner.hidden = true;
   }
 
-  function showNotice(message) {
+  function showNotice(message, sticky) {
     els.notice.textContent = message;
     els.notice.hidden = false;
     clearTimeout(timers.notice);
-    timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
+    if (!sticky) timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
   }
 
   // --- The embedding page ------------------------------------------------------------------
@@ -892,13 +1010,15 @@
   const parentHandlers = {
     "widget.opened": () => setOpen(true),
     "widget.closed": () => setOpen(false),
+    "widget.identify": (data) => setIdentity(data.identity),
+    "widget.logout": logout,
   };
 
   function onParentMessage(event) {
     if (!embedded || event.origin !== config.parentOrigin || event.source !== window.parent) return;
     const data = event.data;
     if (!data || data.source !== "helpdesk-loader") return;
-    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type]();
+    if (Object.prototype.hasOwnProperty.call(parentHandlers, data.type)) parentHandlers[data.type](data);
   }
 
   function setOpen(open) {
@@ -1102,6 +1222,11 @@
 
   function sendFile(file) {
     if (state.stopped || !config.uploadUrl || !config.uploadMaxBytes) return;
+    if (needsConsent()) {
+      showNotice(text.consentNeeded);
+      els.consentBox.focus();
+      return;
+    }
     if (file.size > config.uploadMaxBytes) {
       showNotice(text.tooLarge);
       return;
@@ -1116,6 +1241,7 @@
     const form = new FormData();
     form.append("client_id", clientId);
     if (state.conversationId !== null) form.append("conversation_id", String(state.conversationId));
+    if (els.consentBox && els.consentBox.checked) form.append("consent", "true");
     form.append("file", file, file.name);
     fetch(config.uploadUrl, { method: "POST", body: form, headers: authHeaders(), credentials: "omit" })
       .then((response) => response.json().then((data) => ({ ok: response.ok, data })))
@@ -1172,10 +1298,14 @@
   function exposeState() {
     window.HelpdeskWidget.connected = state.connected;
     window.HelpdeskWidget.conversationId = state.conversationId;
+    window.HelpdeskWidget.visitorId = state.visitorId;
+    window.HelpdeskWidget.verified = state.verified;
+    window.HelpdeskWidget.identityError = state.identityError;
+    window.HelpdeskWidget.identifying = state.identifying;
   }
 
   function start() {
-    window.HelpdeskWidget = { connected: false, conversationId: null };
+    window.HelpdeskWidget = { connected: false, conversationId: null, identify: setIdentity, logout };
     applyColor();
     els.close.hidden = !embedded;
     els.close.addEventListener("click", closePanel);
