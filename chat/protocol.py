@@ -571,10 +571,27 @@ def parse_frame(raw: str | bytes | None, adapter: TypeAdapter[Any], *, max_bytes
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "A frame must be a JSON object.")
     ref = data.get("client_id") if isinstance(data.get("client_id"), str) else None
+    if _has_nul(data):  # PostgreSQL cannot store it in text; no client needs it
+        raise ProtocolError(ErrorCode.INVALID_FRAME, "Text may not contain NUL characters.", ref)
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
         raise _error_from_validation(exc, data, ref) from None
+
+
+def _has_nul(data: Any) -> bool:
+    stack = [data]  # a loop, not recursion: frames may nest as deep as the JSON parser allows
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _error_from_validation(
