@@ -10,7 +10,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bots.decide import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, decide, wants_human
+    from bots.decision import decide, wants_human
+    from bots.defaults import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, UNHELPFUL_LIMIT
     from bots.embeddings import (
         Embedder,
         EmbeddingError,
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
         UniversalSentenceEncoder,
         default_embedder,
     )
-    from bots.knowledge import KnowledgeIndex, Match, clear_index_cache, index_for
+    from bots.knowledge import KnowledgeIndex, Match, cached_index, clear_index_cache, index_for
     from bots.types import (
         Answer,
         Candidate,
@@ -33,10 +34,11 @@ if TYPE_CHECKING:
 # Names load on first use (PEP 562): a web process that only stores and relays messages
 # never imports numpy, scikit-learn and the embedding model (~120 MiB of its memory).
 _HOMES = {
-    "DEFAULT_CLARIFY_THRESHOLD": "bots.decide",
-    "DEFAULT_THRESHOLD": "bots.decide",
-    "decide": "bots.decide",
-    "wants_human": "bots.decide",
+    "DEFAULT_CLARIFY_THRESHOLD": "bots.defaults",
+    "DEFAULT_THRESHOLD": "bots.defaults",
+    "UNHELPFUL_LIMIT": "bots.defaults",
+    "decide": "bots.decision",
+    "wants_human": "bots.decision",
     "Embedder": "bots.embeddings",
     "EmbeddingError": "bots.embeddings",
     "OpenAIEmbedder": "bots.embeddings",
@@ -44,6 +46,7 @@ _HOMES = {
     "default_embedder": "bots.embeddings",
     "KnowledgeIndex": "bots.knowledge",
     "Match": "bots.knowledge",
+    "cached_index": "bots.knowledge",
     "clear_index_cache": "bots.knowledge",
     "index_for": "bots.knowledge",
     "Answer": "bots.types",
@@ -69,6 +72,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_CLARIFY_THRESHOLD",
     "DEFAULT_THRESHOLD",
+    "UNHELPFUL_LIMIT",
     "Answer",
     "Candidate",
     "Clarify",
@@ -83,6 +87,7 @@ __all__ = [
     "OpenAIEmbedder",
     "Turn",
     "UniversalSentenceEncoder",
+    "cached_index",
     "clear_index_cache",
     "decide",
     "default_embedder",

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 
 from bots import confidence as confidence_module
 from bots.confidence import FEATURE_NAMES, Evidence, features
-from bots.decide import choose
+from bots.decision import choose
 from bots.embeddings import Embedder, default_embedder
 from bots.evaluation import OUT_OF_SCOPE, Example, read_examples, title_of
 from bots.knowledge import KnowledgeIndex
@@ -35,21 +34,6 @@ SHAPES = ((5, 3), (10, 3), (10, 5), (20, 5), (40, 5), (40, 10), (60, 10), (67, 1
 SITES_PER_SHAPE = 3
 QUESTIONS_PER_SITE = 300
 OUT_OF_SCOPE_CATEGORIES = 10
-
-
-class CachedEmbedder:
-    """Embeds each distinct text once across all the simulated sites."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self._inner = inner
-        self._cache: dict[str, npt.NDArray[np.float32]] = {}
-        self.name = inner.name
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            self._cache.update(zip(missing, self._inner.embed(missing), strict=True))
-        return np.stack([self._cache[t] for t in texts])
 
 
 @dataclass(frozen=True)
@@ -153,7 +137,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     train = read_examples(args.train_csv)
-    asked = simulate(train, seed=args.seed, embedder=CachedEmbedder(default_embedder()))
+    # The default embedder remembers every text, so each is embedded once across the sites.
+    asked = simulate(train, seed=args.seed, embedder=default_embedder())
     weights, intercept = fit(asked)
     print("FEATURE_NAMES =", FEATURE_NAMES)
     print("WEIGHTS =", tuple(round(w, 3) for w in weights))

@@ -30,8 +30,9 @@ from sklearn.linear_model import LogisticRegression
 from bots.text import normalize, word_ngrams
 
 MAX_LOGISTIC_ENTRIES = 500
-# Weight of each n-gram block next to the unit-length embedding: chosen on BANKING77 train.csv.
-NGRAM_WEIGHT = 0.5
+# Weight of each n-gram block next to the unit-length embedding: chosen on BANKING77 train.csv
+# (held-out phrasings) for the default USE + MiniLM embedding.
+NGRAM_WEIGHT = 0.3
 # Weak regularisation: with ~10 examples per entry the classes rarely overlap in this space,
 # and a stronger penalty flattens the probabilities of small knowledge bases.
 INVERSE_REGULARISATION = 100.0

@@ -176,6 +176,10 @@ class _IndexCache:
                 self._indexes.popitem(last=False)
             return index
 
+    def peek(self, key: Hashable) -> KnowledgeIndex | None:
+        with self._lock:
+            return self._indexes.get(key)
+
     def clear(self) -> None:
         with self._lock:
             self._indexes.clear()
@@ -192,6 +196,11 @@ def index_for(
     ``key`` must change whenever the entries do, e.g. ``(site_id, kb_version)``.
     """
     return _cache.get(key, entries_loader)
+
+
+def cached_index(key: Hashable) -> KnowledgeIndex | None:
+    """The index cached for ``key``, if any, without building it or refreshing its place."""
+    return _cache.peek(key)
 
 
 def clear_index_cache() -> None:

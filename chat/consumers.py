@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,11 +12,13 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
 from chat import access, ratelimit
@@ -27,6 +30,7 @@ from chat.protocol import (
     CONSOLE_FRAMES,
     WIDGET_FRAMES,
     AgentOut,
+    BotDelayed,
     ConversationClose,
     ConversationSync,
     CsatCreate,
@@ -64,6 +68,8 @@ from chat.realtime import (
     agents_group,
     send_now,
     site_agents_group,
+    socket_closed,
+    socket_opened,
     visitor_group,
 )
 from chat.services import conversations, csat, identity, notifications, presence, receipts
@@ -82,6 +88,15 @@ from chat.services.visitors import (
 
 log = logging.getLogger(__name__)
 
+# A backing service is down (PostgreSQL unreachable, Redis restarting): the transaction rolled
+# back, so nothing was stored, and the same frame will likely work in a moment.
+OUTAGES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRY_AFTER_OUTAGE = 2  # seconds, in the ``unavailable`` error
 TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for 4 s
 
 
@@ -111,6 +126,7 @@ class ProtocolConsumer(WebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
         if message["type"] == FORWARD:
             # A finished frame from the layer: straight out, no thread, no database.
+            self.forwarded(message["frame"])
             text = json.dumps(message["frame"], ensure_ascii=False)
             await self.raw_send({"type": "websocket.send", "text": text})
             return
@@ -118,6 +134,9 @@ class ProtocolConsumer(WebsocketConsumer):
             self.dispatch_sync, thread_sensitive=False, executor=frame_threads()
         )
         await run(message)
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        """A layer frame on its way out (on the event loop: no database here)."""
 
     def dispatch_sync(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)
@@ -127,7 +146,12 @@ class ProtocolConsumer(WebsocketConsumer):
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
+        socket_opened(self)
         super().websocket_connect(message)
+
+    def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        socket_closed(self)
+        super().websocket_disconnect(message)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         ref: str | None = None
@@ -147,6 +171,16 @@ class ProtocolConsumer(WebsocketConsumer):
             )
         except RateLimited as limited:
             self.send_json(rate_limited_error(limited, ref).frame())
+        except OUTAGES as outage:
+            log.warning("frame refused, a backing service is down: %r", outage)
+            self.send_json(
+                ProtocolError(
+                    ErrorCode.UNAVAILABLE,
+                    _("The service is briefly unavailable; nothing was stored. Try again."),
+                    ref,
+                    retry_after=RETRY_AFTER_OUTAGE,
+                ).frame()
+            )
         except Exception:
             log.exception("frame failed")
             self.send_error(
@@ -236,6 +270,8 @@ class WidgetConsumer(ProtocolConsumer):
             CsatCreate: self.csat_create,
             TranscriptRequest: self.transcript_request,
         }
+        self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
+        self.streaming: set[int] = set()  # conversations whose bot answer is being written
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         site = Site.objects.filter(key=query.get("site", "")).first()
         if site is None:
@@ -314,6 +350,50 @@ class WidgetConsumer(ProtocolConsumer):
         )
         if posted.created:  # a new conversation straight to the queue: its first place
             self.send_queue_place(message.conversation)
+            if message.conversation.is_with_bot:
+                self.watch_bot(message.conversation_id, message.seq)
+
+    def watch_bot(self, conversation_id: int, seq: int) -> None:
+        """In HELPDESK_BOT_SLOW_SECONDS, tell this visitor if the bot still owes ``seq`` an
+        answer: its worker may be down, and they should know they can ask for a person."""
+        delay = settings.HELPDESK_BOT_SLOW_SECONDS
+        if delay > 0:
+            event = {"type": "bot.watch", "conversation_id": conversation_id, "seq": seq}
+            async_to_sync(self._send_to_self_later)(delay, event)
+
+    async def _send_to_self_later(self, delay: float, event: dict[str, Any]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await self.channel_layer.send(self.channel_name, event)
+            except Exception:  # Redis down: nobody hears the notice, nothing else breaks
+                log.warning("could not schedule the bot-delay notice", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self.watches.add(task)
+        task.add_done_callback(self.watches.discard)
+
+    def bot_watch(self, event: dict[str, Any]) -> None:
+        conversation_id, seq = event["conversation_id"], event["seq"]
+        if conversation_id in self.streaming:
+            return  # the bot is writing its answer
+        try:
+            late = conversations.bot_answer_overdue(conversation_id=conversation_id, seq=seq)
+        except OUTAGES:
+            return
+        if late:
+            self.send_frame(BotDelayed(conversation_id=conversation_id, seq=seq))
+
+    def forwarded(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "message.streaming":
+            self.streaming.add(frame["conversation_id"])
+        elif frame["type"] == "message.stream_ended":
+            self.streaming.discard(frame["conversation_id"])
+
+    def disconnect(self, code: int) -> None:
+        super().disconnect(code)
+        for task in list(getattr(self, "watches", ())):
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     def send_queue_place(self, conversation: Conversation) -> None:
         place = queue_place(conversation)

@@ -15,6 +15,8 @@ from django.db import connections, models
 from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
+import bots
+
 
 def new_site_key() -> str:
     return secrets.token_urlsafe(16)
@@ -89,7 +91,7 @@ class Site(models.Model):
     bot_enabled = models.BooleanField(_("bot answers first"), default=True)
     bot_threshold = models.FloatField(
         _("bot confidence threshold"),
-        default=0.45,
+        default=bots.DEFAULT_THRESHOLD,
         help_text=_("The bot answers at or above this confidence (0–1) and hands off below it."),
     )
 
@@ -485,7 +487,6 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["site", "created_at"], name="conv_site_created_idx"),
             models.Index(fields=["site", "status", "queued_at"], name="conv_queue_idx"),
             models.Index(fields=["visitor", "-created_at"], name="conv_visitor_idx"),
         ]
@@ -538,6 +539,14 @@ class Message(models.Model):
                 condition=Q(client_id__isnull=False),
                 name="message_unique_author_client_id",
             ),
+        ]
+        # Reports count the rated bot answers of many conversations; most answers are unrated.
+        indexes = [
+            models.Index(
+                fields=["conversation"],
+                condition=Q(helpful__isnull=False),
+                name="message_rated_idx",
+            )
         ]
 
     def __str__(self) -> str:

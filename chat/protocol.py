@@ -29,9 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    (widget) and ``csat.requested``, ``csat.recorded`` (server → widget).
 #    notifications: ``transcript.request``/``transcript.queued`` (widget),
 #    ``notification.created`` (console); ``message.create`` gains ``page_url``.
+#    faults: ``unavailable`` errors (a backing service is down; resend after ``retry_after``
+#    s); ``bot.delayed`` (widget: no bot answer yet after a few seconds); close code 4503
+#    (frames may have been lost: reconnect and sync).
 #    identity verification: ``visitor.identify`` / ``visitor.identified`` (widget) and the
 #    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
 #    ``message.create`` gains ``consent``, error ``consent_required``.
+#    bot: ``message.created`` gains ``clarify`` (the "Did you mean …?" quick replies).
 PROTOCOL_VERSION = 4
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -55,12 +59,15 @@ class ErrorCode(StrEnum):
     IDENTITY_EXPIRED = "identity_expired"  # the identity JWT is past its ``exp``
     CONSENT_REQUIRED = "consent_required"  # the site asks for consent before the first message
     UNSUPPORTED_TYPE = "unsupported_type"  # an upload of a refused or disguised type
+    UNAVAILABLE = "unavailable"  # the database or Redis is down: nothing stored; resend later
 
 
 # Close codes sent after an error frame at connect time.
 CLOSE_BAD_TOKEN = 4401  # drop the stored token and connect again without one
 CLOSE_FORBIDDEN = 4403  # do not retry
 CLOSE_RATE_LIMITED = 4429  # too many new sessions: connect again after ``retry_after`` s
+# Sent to open sockets: frames may have been lost (Redis restarted): reconnect and sync.
+CLOSE_RESYNC = 4503
 
 
 class Frame(BaseModel):
@@ -244,6 +251,13 @@ class AttachmentOut(Frame):
     height: int | None = None
 
 
+class ClarifyOption(Frame):
+    """One "Did you mean …?" button: sending ``title`` as the visitor's message gets its answer."""
+
+    entry_id: int
+    title: str
+
+
 class MessageOut(Frame):
     type: Literal["message.created"] = "message.created"
     conversation_id: int
@@ -264,6 +278,8 @@ class MessageOut(Frame):
     stream_id: str | None = None
     # A file message; ``body`` then holds the file's name.
     attachment: AttachmentOut | None = None
+    # Bot questions "Did you mean …?": the entries to offer as quick-reply buttons.
+    clarify: list[ClarifyOption] = Field(default_factory=list)
 
 
 class AttachmentUpdated(Frame):
@@ -399,6 +415,15 @@ class QueuePosition(Frame):
     agents_online: bool
 
 
+class BotDelayed(Frame):
+    """Widget: the bot has not answered the visitor's message ``seq`` within a few seconds
+    (its worker may be down). Say so, and offer a person. Not stored, never replayed."""
+
+    type: Literal["bot.delayed"] = "bot.delayed"
+    conversation_id: int
+    seq: int
+
+
 class VisitorUpdated(Frame):
     type: Literal["visitor.updated"] = "visitor.updated"
     email: str
@@ -503,7 +528,7 @@ class ErrorOut(Frame):
     message: str
     # The ``client_id`` (or frame type) the error answers, when known.
     ref: str | None = None
-    # ``rate_limited`` only: seconds to wait before trying again.
+    # ``rate_limited`` and ``unavailable``: seconds to wait before trying again.
     retry_after: int | None = None
 
 

@@ -1,8 +1,21 @@
 """Background work. Tasks take ids and call a service."""
 
-from celery import shared_task
+from typing import Any
 
-from chat.services.bot import bot_respond
+from celery import shared_task
+from celery.signals import worker_process_init
+
+from chat.services.bot import bot_respond, bot_warm_up_in_background
+
+
+@worker_process_init.connect
+def warm_up_bot(**kwargs: Any) -> None:
+    """Each worker process loads the model and hot indexes before its first bot turn.
+
+    In a thread: a process that takes longer than ``worker_proc_alive_timeout`` to initialise
+    is killed by the pool.
+    """
+    bot_warm_up_in_background()
 
 
 @shared_task(acks_late=True, max_retries=3, default_retry_delay=2)
@@ -78,7 +91,7 @@ def attachment_thumbnail(attachment_id: int) -> None:
 @shared_task(acks_late=True)
 def delivery_send(delivery_id: int) -> None:
     """One try of a push or an e-mail; a temporary failure enqueues the next, up to a limit."""
-    from chat.services.notifications import delivery_attempt
+    from chat.services.deliveries import delivery_attempt
 
     delivery_attempt(delivery_id=delivery_id)
 

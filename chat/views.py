@@ -39,7 +39,7 @@ from chat.services import (
     csat,
     inbox,
     labels,
-    notifications,
+    links,
     presence,
     reports,
     review,
@@ -75,7 +75,7 @@ def widget(request: HttpRequest, key: str) -> HttpResponse:
     parent_origin = parent if parent and (parent == own or site.allows_origin(parent)) else ""
     language = site.language or translation.get_language()
     # A link from an e-mail or a notification: this browser becomes that conversation's visitor.
-    resumed = notifications.conversation_from_resume(request.GET.get("resume", ""))
+    resumed = links.conversation_from_resume(request.GET.get("resume", ""))
     resume = resumed[0] if resumed and resumed[0].site_id == site.pk else None
     with translation.override(language):
         response = render(
@@ -200,23 +200,18 @@ def console_conversation(request: HttpRequest, conversation_id: int) -> HttpResp
     target = request.htmx.target  # type: ignore[attr-defined]
     if target in ("conv-header", "conv-labels", "conv-transfer"):
         template += "#" + target.removeprefix("conv-")  # a live refresh needs only the partial
-    else:
-        _mark_seen(request, conversation)
     return render(request, template, _conversation_context(request, conversation))
-
-
-def _mark_seen(request: HttpRequest, conversation: Conversation) -> None:
-    agent = access.agent_of(request.user)
-    if agent is not None:
-        inbox.conversation_seen(conversation=conversation, agent=agent)
 
 
 @require_POST
 @console_required
 def console_seen(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    """The open conversation's page saw new customer messages (it posts this when visible)."""
+    """The conversation's page was in front of the agent with everything up to now (it posts
+    this on load and when new customer messages arrive, while visible)."""
     conversation = _conversation_or_404(request, conversation_id)
-    _mark_seen(request, conversation)
+    agent = access.agent_of(request.user)
+    if agent is not None:
+        inbox.conversation_seen(conversation=conversation, agent=agent)
     return HttpResponse(status=204)
 
 

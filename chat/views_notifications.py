@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.staticfiles import finders
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chat import access
 from chat.models import Agent, Site, Visitor
-from chat.services import notifications
+from chat.services import links, notifications
 from chat.services.visitors import BadToken, visitor_from_token
 from chat.views import console_required
 
@@ -127,7 +128,7 @@ def widget_push_subscribe(request: HttpRequest, key: str) -> JsonResponse:
 def resume(request: HttpRequest, token: str) -> HttpResponse:
     """A link from an e-mail or a notification: open the conversation in the widget on the
     site's page (where it started), else on the site's first origin, else our own page."""
-    found = notifications.conversation_from_resume(token)
+    found = links.conversation_from_resume(token)
     if found is None:
         return render(request, "widget/link_expired.html", status=404)
     conversation, emailed = found
@@ -138,10 +139,11 @@ def resume(request: HttpRequest, token: str) -> HttpResponse:
     target = conversation.page_url if site.allows_origin(conversation.page_url) else ""
     if not target and site.origins:
         target = sorted(site.origins)[0] + "/"
-    if not target:
-        target = reverse("widget", args=[site.key])
-    target = target.split("#")[0]
-    # A fragment: the site's own server never sees it; the loader hands it to the widget.
-    response = HttpResponseRedirect(f"{target}#hd-resume={token}")
+    if target:
+        # A fragment: the site's own server never sees it; the loader hands it to the widget.
+        location = f"{target.split('#')[0]}#hd-resume={token}"
+    else:  # a site without pages of its own: our stand-alone widget page
+        location = f"{reverse('widget', args=[site.key])}?{urlencode({'resume': token})}"
+    response = HttpResponseRedirect(location)
     response["Referrer-Policy"] = "no-referrer"
     return response

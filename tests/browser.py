@@ -58,3 +58,23 @@ def browsers() -> Iterator[Callable[[], WebDriver]]:
 
 def wait(driver: WebDriver, seconds: float = 10) -> WebDriverWait:
     return WebDriverWait(driver, seconds, poll_frequency=0.05)
+
+
+def open_demo_widget(driver: WebDriver, base: str) -> None:
+    """Open the demo shop, click the launcher and switch into the widget's frame."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    driver.get(f"{base}/demo/")
+    wait(driver).until(ec.element_to_be_clickable((By.ID, "helpdesk-launcher"))).click()
+    wait(driver).until(ec.frame_to_be_available_and_switch_to_it((By.ID, "helpdesk-frame")))
+
+
+def console_login(driver: WebDriver, base: str, username: str) -> None:
+    """Sign in to the console as a demo user (password = user name)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(f"{base}/accounts/login/?next=/console/")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(username, Keys.ENTER)

@@ -11,6 +11,7 @@ Personas (all on the "Acme" site unless said otherwise):
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,16 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client as DjangoClient
 
-from chat.models import Agent, FaqEntry, Site, Team, Visitor
-from chat.services.visitors import visitor_token
-from helpdesk import celery_app
-from helpdesk.asgi import application
+# Importing the ASGI app warms the bot up in a thread; here each test builds the indexes it
+# needs, and a warm-up racing them would only cost time (tests/test_bot_warm_up.py runs it).
+settings.HELPDESK_BOT_WARM_UP = False
+os.environ["HELPDESK_BOT_WARM_UP"] = "false"  # and in the servers the tests start
+
+import bots  # noqa: E402
+from chat.models import Agent, FaqEntry, Site, Team, Visitor  # noqa: E402
+from chat.services.visitors import visitor_token  # noqa: E402
+from helpdesk import celery_app  # noqa: E402
+from helpdesk.asgi import application  # noqa: E402
 
 # Local protocol peers as fixtures: ``push_service`` (Web Push) and ``smtp_server`` (mail).
 pytest_plugins = ["tests.push_service", "tests.smtp_server"]
@@ -67,9 +74,18 @@ ACME_FAQ = [
 
 @pytest.fixture(autouse=True, scope="session")
 def bot_libraries_loaded() -> None:
-    """``bots`` imports numpy and scikit-learn on first use (web processes never need them);
-    tests answer with the bot inline, so load them once here, outside any socket's timeout."""
-    import bots.knowledge  # noqa: F401
+    """Load ``bots`` (numpy, scikit-learn: web processes never need them), the embedding models
+    and jieba once, before any test waits for a bot answer.
+
+    A production process does the same at start (``bot_warm_up``); the one process-wide
+    embedder then remembers the texts of every test site, which all share the Acme FAQ.
+    """
+    bots.KnowledgeIndex.build(
+        [
+            bots.KnowledgeEntry(i, question, tuple(phrasings), answer, language)
+            for i, (question, phrasings, answer, language) in enumerate(ACME_FAQ, start=1)
+        ]
+    )
 
 
 @pytest.fixture(autouse=True)

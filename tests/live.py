@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,45 +38,78 @@ def child_database_env() -> dict[str, str]:
     return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
 
 
+class DaphneProcess:
+    """``daphne`` serving the project on one loopback port, which it keeps across restarts,
+    so a test can kill it (``kill -9``) and start it again where clients expect it."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = {
+            **os.environ,
+            **child_database_env(),
+            "SECRET_KEY": "live-test-secret",
+            "CELERY_EAGER": "true",
+            "DEBUG": "true",
+            **(extra_env or {}),
+        }
+        self.log_path = ROOT / "var" / f"daphne-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> DaphneProcess:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "helpdesk.asgi:application",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbyes, sockets dropped mid-frame."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 @contextmanager
 def daphne_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Start ``daphne`` on the test database; yield its base URL; stop it afterwards."""
-    port = free_port()
-    env = {
-        **os.environ,
-        **child_database_env(),
-        "SECRET_KEY": "live-test-secret",
-        "CELERY_EAGER": "true",
-        "DEBUG": "true",
-        **(extra_env or {}),
-    }
-    log = open(ROOT / "var" / f"daphne-{port}.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "helpdesk.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    server = DaphneProcess(extra_env)
     try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
+        server.start()
+        yield server.base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        server.stop()
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -174,3 +174,22 @@ def test_every_conversation_endpoint_hides_other_teams_work(
     assert getattr(client, method)(url).status_code == 404
     hidden.refresh_from_db()
     assert hidden.status == "waiting" and hidden.assignee is None
+
+
+def test_it_checks_a_sockets_conversation_once_and_still_refuses_others(
+    conversations, visitor_a, visitor_b, django_assert_num_queries
+):
+    """A widget socket remembers what it was allowed; a conversation never changes owner."""
+    allowed = access.VisitorConversations(visitor_a)
+    with django_assert_num_queries(1):
+        first = allowed.remembered(conversations["shared"].pk)
+    with django_assert_num_queries(0):
+        assert allowed.remembered(conversations["shared"].pk) is first
+    assert first.visitor is visitor_a  # one object: a name set on the socket shows at once
+    for theirs in ("support_only", "other_site"):
+        with pytest.raises(access.NotFound):
+            allowed.remembered(conversations[theirs].pk)
+    # Started elsewhere by someone else: never remembered as this visitor's.
+    allowed.remember(conversations["support_only"])
+    with pytest.raises(access.NotFound):
+        allowed.remembered(conversations["support_only"].pk)

@@ -28,7 +28,7 @@ from bots import Turn
 from bots.llm import LlmAnswer, LlmClient, LlmError, LlmHandoff, Passage, _MarkerFilter
 from chat.models import BotDecision, Conversation, FaqEntry, Message, Site, Visitor
 from chat.services import llm as llm_service
-from chat.services.bot import bot_respond
+from chat.services.bot import bot_respond, knowledge_index
 from chat.services.conversations import conversation_start, visitor_message_receive
 from chat.services.messages import message_post
 from helpdesk import celery_app
@@ -115,6 +115,9 @@ def ask(site: Site, visitor: Visitor, body: str) -> Conversation:
 
 
 def bot_turn(conversation: Conversation) -> float:
+    """Run the bot's turn; return how long it took, the retrieval index already built (the
+    first build loads the embedding model, seconds that have nothing to do with the LLM)."""
+    knowledge_index(conversation.site)
     started = time.monotonic()
     bot_respond(conversation_id=conversation.pk, seq=1)
     conversation.refresh_from_db()
@@ -349,6 +352,7 @@ def test_it_falls_back_within_the_timeout_when_the_model_is_slow(site, visitor_a
 def test_it_drops_a_model_answer_that_a_newer_question_overtook(site, visitor_a, llm):
     llm.script(Reply(pieces=("Standard shipping takes 3–5 business days [1].",), delay=0.5))
     conversation = ask(site, visitor_a, CONFIDENT)
+    knowledge_index(site)  # built before the turn starts, so the model is what takes time
     turn = threading.Thread(target=bot_turn, args=(conversation,))
     turn.start()
     time.sleep(0.2)  # the model is thinking
@@ -554,4 +558,46 @@ async def test_it_streams_from_a_real_worker_while_the_model_writes(
     answer = await widget.expect("message.created", author="bot")
     assert time.monotonic() - first_words > 0.4  # the rest was still being written
     assert answer["body"] == SHIPPING_ANSWER and answer["citations"]
+    await widget.close()
+
+
+# --- Faults the tests above leave out -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_does_not_wait_out_a_long_retry_after_past_the_timeout(site, visitor_a, llm):
+    llm.script(then=Reply.error(429, retry_after="30"))
+    conversation = ask(site, visitor_a, CONFIDENT)
+    elapsed = bot_turn(conversation)
+    assert elapsed < 1.5  # OPENAI_TIMEOUT=1, not the server's 30 s
+    assert [m.body for m in bot_messages(conversation)] == [SHIPPING_ANSWER]
+
+
+@pytest.mark.django_db
+def test_it_hands_off_within_the_timeout_when_the_model_is_slow_and_retrieval_unsure(
+    site, visitor_a, llm
+):
+    llm.script(then=Reply.slow(5))
+    conversation = ask(site, visitor_a, UNSURE)
+    elapsed = bot_turn(conversation)
+    assert elapsed < 1.5
+    assert conversation.status == "waiting" and conversation.handoff_reason == "low_confidence"
+    assert conversation.messages.filter(author=Message.Author.SYSTEM).exists()  # they are told
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fault", [*FAULTS.values(), Reply.slow(5)], ids=[*FAULTS, "slow"])
+async def test_it_never_leaves_the_widget_with_a_dangling_stream_on_a_fault(
+    site, visitor_a, llm, fault
+):
+    llm.script(then=fault)
+    conversation = await database_sync_to_async(ask)(site, visitor_a, UNSURE)
+    widget = await widget_for(visitor_a)
+    await widget.send(type="conversation.sync", conversation_id=conversation.pk, after_seq=0)
+    await widget.expect("sync.done")
+    await database_sync_to_async(bot_turn)(conversation)
+    started = await widget.expect("message.streaming")
+    ended = await widget.expect("message.stream_ended")
+    assert ended["stream_id"] == started["stream_id"]
+    await widget.expect("conversation.updated", status="waiting")  # a person takes over
     await widget.close()

@@ -11,7 +11,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
-from chat.models import Agent, CannedReply, Conversation, Site, Visitor
+from chat.models import Agent, CannedReply, Conversation, ConversationView, Site, Visitor
 from tests.browser import browsers, wait  # noqa: F401  (fixture)
 from tests.live import daphne_server
 
@@ -130,12 +130,22 @@ def test_a_transfer_moves_the_conversation_between_two_agents_browsers(browsers)
         toast = wait(bob).until(ec.visibility_of_element_located((By.ID, "toast")))
         assert "Bulk order, Sales please" in toast.text
         wait(bob).until(lambda d: str(conversation.pk) in rows(d, "mine"))
+        row = f'#queue [data-conversation-id="{conversation.pk}"]'
+        assert bob.find_element(By.CSS_SELECTOR, row).get_attribute("data-unread") == "1"
 
         bob.get(f"{base}/console/c/{conversation.pk}/")
         transcript = wait(bob).until(ec.presence_of_element_located((By.ID, "transcript")))
         assert "Alice transferred the conversation to Bob." in transcript.text
         note = bob.find_element(By.CSS_SELECTOR, ".msg--note")
         assert "Bulk order, Sales please" in note.text
+        # Having it in front of him read the customer's message.
+        seen_by_bob = ConversationView.objects.filter(
+            agent__display_name="Bob", conversation=conversation, seen_seq__gt=0
+        )
+        wait(bob).until(lambda d: seen_by_bob.exists())
+        bob.get(f"{base}/console/")
+        badge = wait(bob).until(ec.presence_of_element_located((By.CSS_SELECTOR, row)))
+        assert badge.get_attribute("data-unread") == "0"
         wait(customer).until(
             ec.text_to_be_present_in_element((By.ID, "messages"), "transferred the conversation")
         )
@@ -189,6 +199,12 @@ def test_canned_replies_and_keyboard_shortcuts(browsers):  # noqa: F811
     conversation = Conversation.objects.create(
         site=site, visitor=visitor, status="waiting", queued_at="2026-01-01T00:00:00Z"
     )
+    next_in_line = Conversation.objects.create(
+        site=site,
+        visitor=Visitor.objects.create(site=site, name="Ben"),
+        status="waiting",
+        queued_at="2026-01-02T00:00:00Z",
+    )
     with daphne_server() as base:
         alice = browsers()
         sign_in(alice, base, "alice")
@@ -206,8 +222,12 @@ def test_canned_replies_and_keyboard_shortcuts(browsers):  # noqa: F811
 
         box = wait(alice).until(ec.element_to_be_clickable((By.ID, "reply-body")))
         alice.find_element(By.TAG_NAME, "body").send_keys("t")  # take
+        # Read in the page: htmx may be swapping the header while we look.
         wait(alice).until(
-            lambda d: d.find_element(By.ID, "conv-header").get_attribute("data-assignee") == "Alice"
+            lambda d: (
+                d.execute_script("return document.getElementById('conv-header').dataset.assignee")
+                == "Alice"
+            )
         )
         box.click()
         box.send_keys("/he")
@@ -233,4 +253,7 @@ def test_canned_replies_and_keyboard_shortcuts(browsers):  # noqa: F811
         )
         conversation.refresh_from_db()
         assert conversation.status == "closed"
+        # j on a conversation opens the next one of the list it was opened from.
+        alice.find_element(By.TAG_NAME, "body").send_keys("j")
+        wait(alice).until(lambda d: d.current_url.endswith(f"/console/c/{next_in_line.pk}/"))
         assert severe_errors(alice) == []

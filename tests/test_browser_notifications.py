@@ -51,6 +51,16 @@ STUB_PUSH_MANAGER = """
 })();
 """
 
+# Which sounds the page played (headless Chromium has no speakers to listen to).
+RECORD_SOUNDS = """
+window.__played = [];
+const play = HTMLMediaElement.prototype.play;
+HTMLMediaElement.prototype.play = function () {
+  window.__played.push(new URL(this.src).pathname);
+  return play.call(this);
+};
+"""
+
 NOTIFICATIONS = """
 const done = arguments[arguments.length - 1];
 navigator.serviceWorker.getRegistration("/")
@@ -69,6 +79,17 @@ def poll(condition: Any, timeout: float = 10) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def allow_push(driver: WebDriver, origin: str, subscription: dict[str, Any]) -> None:
+    """Notifications allowed for ``origin``, and PushManager answering with ``subscription``."""
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": origin, "permissions": ["notifications"]}
+    )
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": STUB_PUSH_MANAGER % json.dumps(subscription)},
+    )
 
 
 def tab_title(driver: WebDriver, handle: str) -> str:
@@ -108,13 +129,8 @@ def test_it_subscribes_the_console_and_notifies_alice_while_her_tab_is_hidden(
     env = {"VAPID_PRIVATE_KEY": settings.VAPID_PRIVATE_KEY, "HELPDESK_PUBLIC_URL": "http://x"}
     with daphne_server(env) as base:
         agent = browsers()
-        agent.execute_cdp_cmd(
-            "Browser.grantPermissions", {"origin": base, "permissions": ["notifications"]}
-        )
-        agent.execute_cdp_cmd(
-            "Page.addScriptToEvaluateOnNewDocument",
-            {"source": STUB_PUSH_MANAGER % json.dumps(subscription)},
-        )
+        allow_push(agent, base, subscription)
+        agent.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_SOUNDS})
         agent.get(f"{base}/accounts/login/?next=/console/")
         agent.find_element(By.NAME, "username").send_keys("alice")
         agent.find_element(By.NAME, "password").send_keys("alice", Keys.ENTER)
@@ -170,5 +186,6 @@ def test_it_subscribes_the_console_and_notifies_alice_while_her_tab_is_hidden(
         # Back on the console tab, the count is read.
         agent.switch_to.window(console)
         wait(agent).until(lambda d: d.title == base_title)
+        assert agent.execute_script("return window.__played") == ["/static/console/notify.wav"] * 2
         errors = [e for e in agent.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []

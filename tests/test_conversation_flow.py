@@ -87,11 +87,16 @@ async def test_it_answers_chinese_questions_from_chinese_entries(site):
     await widget.close()
 
 
-async def test_it_hands_off_when_an_answer_did_not_help(site):
-    widget, _, _ = await widget_connect(site)
-    await widget.expect("session.ready")
-    await widget.send(type="message.create", client_id="c1", body="I forgot my password")
-    answer = await widget.expect("message.created", author="bot")
+async def ask_bot(widget, body, client_id, conversation_id=None):
+    """Send a visitor message and return the bot's answer to it."""
+    frame = {"type": "message.create", "client_id": client_id, "body": body}
+    if conversation_id is not None:
+        frame["conversation_id"] = conversation_id
+    await widget.send(**frame)
+    return await widget.expect("message.created", author="bot")
+
+
+async def rate_unhelpful(widget, answer):
     await widget.send(
         type="feedback.create",
         conversation_id=answer["conversation_id"],
@@ -99,12 +104,68 @@ async def test_it_hands_off_when_an_answer_did_not_help(site):
         helpful=False,
     )
     await widget.expect("feedback.recorded", helpful=False)
+
+
+async def test_it_lets_the_visitor_rephrase_after_one_unhelpful_answer(site):
+    widget, _, _ = await widget_connect(site)
+    await widget.expect("session.ready")
+    answer = await ask_bot(widget, "I forgot my password", "c1")
+    conversation_id = answer["conversation_id"]
+
+    await rate_unhelpful(widget, answer)
+
+    sorry = await widget.expect("message.created", author="bot")
+    assert "other words" in sorry["body"] and "Talk to a person" in sorry["body"]
+    assert sorry["ask_feedback"] is False and sorry["source"] is None
+    frames = await widget.drain()
+    assert not [f for f in frames if f["type"] == "conversation.updated"]
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert conversation.status == Conversation.Status.BOT
+    second = await ask_bot(widget, "How many days for delivery?", "c2", conversation_id)
+    assert "3–5 business days" in second["body"]
+    await widget.close()
+
+
+async def test_it_hands_off_when_a_second_answer_did_not_help(site):
+    widget, _, _ = await widget_connect(site)
+    await widget.expect("session.ready")
+    first = await ask_bot(widget, "I forgot my password", "c1")
+    conversation_id = first["conversation_id"]
+    await rate_unhelpful(widget, first)
+    await widget.expect("message.created", author="bot")  # "Sorry that did not help…"
+    second = await ask_bot(widget, "How many days for delivery?", "c2", conversation_id)
+
+    await rate_unhelpful(widget, second)
+
     update = await widget.expect("conversation.updated", status="waiting")
     assert update["handoff_reason"] == "unhelpful"
-    stored = await database_sync_to_async(Message.objects.get)(
-        conversation_id=answer["conversation_id"], seq=answer["seq"]
+    stored = await database_sync_to_async(list)(
+        Message.objects.filter(conversation_id=conversation_id, helpful=False).values_list(
+            "seq", flat=True
+        )
     )
-    assert stored.helpful is False
+    assert sorted(stored) == [first["seq"], second["seq"]]
+    await widget.close()
+
+
+async def test_it_counts_one_answer_rated_unhelpful_twice_once(site):
+    widget, _, _ = await widget_connect(site)
+    await widget.expect("session.ready")
+    answer = await ask_bot(widget, "I forgot my password", "c1")
+
+    await rate_unhelpful(widget, answer)
+    await rate_unhelpful(widget, answer)
+
+    frames = await widget.drain()
+    assert not [f for f in frames if f["type"] == "conversation.updated"]
+    bot_messages = await database_sync_to_async(
+        Message.objects.filter(conversation_id=answer["conversation_id"], author="bot").count
+    )()
+    assert bot_messages == 2  # the answer and one "Sorry that did not help"
+    conversation = await database_sync_to_async(Conversation.objects.get)(
+        pk=answer["conversation_id"]
+    )
+    assert conversation.status == Conversation.Status.BOT
     await widget.close()
 
 

@@ -156,7 +156,7 @@ def test_it_refuses_a_forged_or_foreign_link(site, other_site, chat):
     assert browser.get("/r/forged-token/").status_code == 404
     page = browser.get(f"/widget/{site.key}/", {"resume": "forged"}).content.decode()
     assert 'data-resume-token=""' in page
-    from chat.services.notifications import resume_token
+    from chat.services.links import resume_token
 
     foreign = browser.get(f"/widget/{other_site.key}/", {"resume": resume_token(chat)})
     assert 'data-resume-token=""' in foreign.content.decode()
@@ -227,3 +227,14 @@ def test_it_does_not_retry_a_mailbox_that_does_not_exist(smtp_server, chat):
     delivery = Delivery.objects.get(kind="digest")
     assert (delivery.status, delivery.attempts) == ("failed", 1)
     assert "550" in delivery.error
+
+
+def test_its_link_opens_the_stand_alone_widget_for_a_site_without_pages(site, chat):
+    site.allowed_origins = ""
+    site.save()
+    from chat.services.links import resume_token
+
+    response = DjangoClient().get(f"/r/{resume_token(chat)}/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(f"/widget/{site.key}/?resume=")

@@ -53,6 +53,8 @@ WIDGET_TYPES = {
     "feedback.create",
     "typing.start",
     "ping",
+    "conversation.close",
+    "csat.create",
     "message.read",
     "transcript.request",
 }
@@ -224,6 +226,8 @@ WRONG: dict[str, st.SearchStrategy[Any]] = {
     "helpful": not_bools,
     "client_id": not_strings | st.just("") | st.text(min_size=65, max_size=80),
     "body": not_strings,
+    "score": not_ints | st.integers(max_value=0) | st.integers(min_value=6),
+    "comment": not_strings | st.text(min_size=1001, max_size=1010),
 }
 # Required fields may also be removed (optional ones, like after_seq, may not).
 REQUIRED = {
@@ -233,6 +237,8 @@ REQUIRED = {
     "feedback.create": ["conversation_id", "seq", "helpful"],
     "typing.start": ["conversation_id"],
     "ping": [],
+    "conversation.close": ["conversation_id"],
+    "csat.create": ["conversation_id", "score"],
     "message.read": ["conversation_id", "seq"],
     "transcript.request": ["conversation_id"],
 }
@@ -247,6 +253,8 @@ def valid_frame(kind: str, conversation_id: int) -> dict[str, Any]:
         frame |= {"client_id": "fuzz", "body": "Hello", "conversation_id": conversation_id}
     elif kind == "feedback.create":
         frame |= {"conversation_id": conversation_id, "seq": 2, "helpful": True}
+    elif kind == "csat.create":
+        frame |= {"conversation_id": conversation_id, "score": 4, "comment": "Fine"}
     elif kind == "message.read":
         frame |= {"conversation_id": conversation_id, "seq": 2}
     elif kind != "ping":

@@ -302,3 +302,33 @@ async def test_it_tells_the_agents_console_about_a_customer_reply(site, alice, v
     }
     await console.close()
     await widget.close()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://push.example.com/x",
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+        "https://10.0.0.5/x",
+        "https://localhost/x",
+        "ftp://push.example.com/x",
+    ],
+)
+def test_it_refuses_endpoints_that_are_not_public_https_hosts(settings, alice, endpoint):
+    from chat.services.notifications import BadSubscription
+
+    settings.WEBPUSH_ALLOW_HTTP = False
+    with pytest.raises(BadSubscription):
+        push_subscribe(
+            subscription={"endpoint": endpoint, "keys": {"p256dh": "BA", "auth": "AA"}},
+            agent=alice,
+        )
+    push_subscribe(
+        subscription={
+            "endpoint": "https://fcm.googleapis.com/fcm/send/abc",
+            "keys": {"p256dh": "BA", "auth": "AA"},
+        },
+        agent=alice,
+    )
+    assert PushSubscription.objects.get().agent == alice

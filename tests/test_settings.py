@@ -63,3 +63,49 @@ def test_it_refuses_production_without_a_secret_key():
 def test_it_refuses_a_malformed_boolean():
     result = load_settings(DEBUG="maybe")
     assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
+
+
+def test_it_pools_postgres_connections_and_shards_the_layer_over_listed_redis_hosts():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.DATABASES['default']['OPTIONS']['pool']['max_size'], "
+            "settings.DATABASES['default']['CONN_MAX_AGE'], "
+            "','.join(settings.CHANNEL_LAYERS['default']['CONFIG']['hosts']))",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "helpdesk.settings",
+            "DATABASE_URL": "postgres://u@db.example:5432/helpdesk",
+            "REDIS_URL": "redis://cache:6379/1",
+            "CHANNEL_REDIS_URLS": "redis://a:6379/0,redis://b:6379/0",
+            "DATABASE_POOL_SIZE": "12",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["12", "0", "redis://a:6379/0,redis://b:6379/0"]
+
+
+def test_a_server_process_starts_without_the_bots_numeric_libraries():
+    """The bot runs in workers; a web process holding sockets must not pay ~100 MiB for it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, helpdesk.asgi, chat.consumers, chat.admin, chat.views; "
+            "print(sorted({'numpy', 'scipy', 'sklearn', 'bm25s', 'jieba'} & set(sys.modules)))",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "helpdesk.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -39,8 +40,8 @@ class Seat:
 class Seed:
     site_key: str
     seats: list[Seat]
-    # ``Cookie`` header that logs a console socket in as the bench agent.
-    cookie: str
+    # ``Cookie`` header that logs a console socket in as the agent of each conversation.
+    cookies: dict[int, str]
 
 
 @contextmanager
@@ -117,18 +118,24 @@ def _postgres_url(name: str) -> str:
 
 
 @transaction.atomic
-def seed(conversations: int) -> Seed:
-    """A site, an agent in its team, and conversations already assigned to that agent.
+def seed(conversations: int, agents: int) -> Seed:
+    """A site, agents in its team, and conversations already assigned to them.
 
     Assigned, so the bot is not in the path: a visitor's message goes straight to the agent.
+    The first ``agents`` conversations each have an agent of their own (with one console,
+    as in life: an agent's every console hears about each of their conversations); any
+    further ones (idle sockets only) belong to the first agent.
     """
     site = Site.objects.create(name="Bench", allowed_origins="http://127.0.0.1", bot_enabled=False)
     team = Team.objects.create(site=site, name="Bench")
-    user = get_user_model().objects.create(username="bench-agent")
-    user.set_unusable_password()
-    user.save()
-    agent = Agent.objects.create(user=user, display_name="Bench Agent")
-    agent.teams.set([team])
+    people = []
+    for n in range(max(agents, 1)):
+        user = get_user_model().objects.create(username=f"bench-agent-{n}")
+        user.set_unusable_password()
+        user.save()
+        agent = Agent.objects.create(user=user, display_name=f"Bench Agent {n}")
+        agent.teams.set([team])
+        people.append((user, agent))
     visitors = Visitor.objects.bulk_create(
         Visitor(site=site, name=f"Visitor {i}", language="en") for i in range(conversations)
     )
@@ -139,16 +146,21 @@ def seed(conversations: int) -> Seed:
             visitor=visitor,
             team=team,
             status=Conversation.Status.ASSIGNED,
-            assignee=agent,
+            assignee=people[i if i < len(people) else 0][1],
             assigned_at=now,
         )
-        for visitor in visitors
+        for i, visitor in enumerate(visitors)
     )
     seats = [
         Seat(conversation_id=row.pk, token=visitor_token(visitor))
         for row, visitor in zip(rows, visitors, strict=True)
     ]
+    by_agent = {agent.pk: _session_cookie(user) for user, agent in people}
+    cookies = {row.pk: by_agent[row.assignee_id] for row in rows if row.assignee_id}
+    return Seed(site_key=site.key, seats=seats, cookies=cookies)
+
+
+def _session_cookie(user: Any) -> str:
     browser = Client()
     browser.force_login(user)
-    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
-    return Seed(site_key=site.key, seats=seats, cookie=cookie)
+    return f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"

@@ -40,6 +40,8 @@ class Endpoint:
     console_path: str
     site_key: str = ""  # the product's widget needs the site key and the visitor's token
     cookie: str = ""  # the product's console logs in with the agent's session cookie
+    # Conversation id → the session cookie of the agent it is assigned to, when agents differ.
+    agent_cookies: dict[int, str] = field(default_factory=dict)
 
     def widget_url(self, token: str) -> str:
         query = urlencode({"site": self.site_key, "token": token}) if self.site_key else ""
@@ -149,7 +151,10 @@ class Pair:
             endpoint.widget_url(token), endpoint.origin, self.conversation_id
         )
         self.console = await open_synced(
-            endpoint.console_url(), endpoint.origin, self.conversation_id, endpoint.cookie
+            endpoint.console_url(),
+            endpoint.origin,
+            self.conversation_id,
+            endpoint.agent_cookies.get(self.conversation_id, endpoint.cookie),
         )
         self.tasks = [
             asyncio.create_task(self._read(self.widget, self._on_widget_frame)),

@@ -8,10 +8,14 @@ Every turn leaves a ``BotDecision`` row saying what was decided and on which sco
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from django.conf import settings
+from django.db import connection
+from django.db.models import F, Max
 from django.utils.translation import gettext
 
 import bots
@@ -32,6 +36,8 @@ MIN_EVIDENCE = 0.2
 LLM_HANDOFF = "llm_handoff"  # the hand-off reason when the model calls handoff_to_human
 # Retrieval's verdicts that no model could improve on.
 FINAL_HANDOFFS = {bots.HandoffReason.ASKED_FOR_HUMAN, bots.HandoffReason.NO_KNOWLEDGE}
+# Sites whose indexes a starting process builds ahead of their first visitor.
+WARM_SITES = 16
 
 Candidates = Sequence[tuple[bots.KnowledgeEntry, float]]
 
@@ -221,6 +227,49 @@ def _evidence(index: bots.KnowledgeIndex, question: str) -> list[tuple[bots.Know
     return [
         (e, score) for e, score in index.search(question, k=CANDIDATES) if score >= MIN_EVIDENCE
     ]
+
+
+def bot_warm_up(*, sites: int = WARM_SITES) -> int:
+    """Load the embedding model and build the indexes of the ``sites`` most recently active
+    bot sites; returns how many were built. Safe to run while visitors are being answered."""
+    from bots.text import tokenize  # numpy, jieba: only where the bot runs
+
+    bots.default_embedder().embed(["warm up", "预热"])  # the models
+    tokenize("预热")  # jieba's dictionary
+    active = (
+        Site.objects.filter(bot_enabled=True)
+        .annotate(last_active=Max("conversations__created_at"))
+        .order_by(F("last_active").desc(nulls_last=True), "-pk")[:sites]
+    )
+    built = 0
+    for site in active:
+        try:
+            knowledge_index(site)
+        except Exception:  # one broken knowledge base must not stop the others warming
+            log.exception("Could not warm up the bot index of site %s", site.pk)
+            continue
+        built += 1
+    return built
+
+
+def bot_warm_up_in_background() -> threading.Thread | None:
+    """``bot_warm_up`` in a daemon thread, when ``HELPDESK_BOT_WARM_UP`` allows it."""
+    if not settings.HELPDESK_BOT_WARM_UP:
+        return None
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            built = bot_warm_up()
+            log.info("Bot warmed up: %d site indexes in %.1f s", built, time.monotonic() - started)
+        except Exception:
+            log.exception("Bot warm-up failed; indexes will be built on first use")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="bot-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def knowledge_index(site: Site) -> bots.KnowledgeIndex:

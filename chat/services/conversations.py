@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+import bots
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
 from chat.realtime import agents_group, send_after_commit, visitor_group
@@ -160,7 +161,9 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         from chat.tasks import bot_answer
 
         seq = posted.message.seq
-        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq))
+        # robust: a broker outage must not fail a message that is already stored; the
+        # widget then hears ``bot.delayed`` and can ask for a person.
+        transaction.on_commit(lambda: bot_answer.delay(conversation.pk, seq), robust=True)
     elif posted.created and conversation.status == Conversation.Status.WAITING:
         _announce_queue(conversation.site_id)
     elif posted.created and conversation.status == Conversation.Status.ASSIGNED:
@@ -168,6 +171,14 @@ def _visitor_message_stored(conversation: Conversation, posted: Posted) -> None:
         _after_commit(
             lambda: notifications.agent_notify_reply(conversation=conversation, message=message)
         )
+
+
+def bot_answer_overdue(*, conversation_id: int, seq: int) -> bool:
+    """Whether the visitor's message ``seq`` is still waiting for the bot: the bot leads and
+    nothing (no answer, no hand-off, no newer message) was posted after it."""
+    return Conversation.objects.filter(
+        pk=conversation_id, status=Conversation.Status.BOT, last_seq=seq
+    ).exists()
 
 
 def agent_message_post(
@@ -317,22 +328,50 @@ def conversation_reopen(*, conversation: Conversation, agent: Agent) -> None:
 
 
 def feedback_record(*, conversation: Conversation, seq: int, helpful: bool) -> Message:
-    """The visitor rated a bot answer; "not helpful" hands the conversation to a person."""
+    """The visitor rated a bot answer.
+
+    The first "not helpful" lets the visitor rephrase (or ask for a person); the second hands
+    the conversation to a person.
+    """
     message = Message.objects.filter(
         conversation=conversation, seq=seq, author=Message.Author.BOT
     ).first()
     if message is None:
         raise Conflict(_("Only the assistant's answers can be rated."))
+    already_unhelpful = message.helpful is False
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(helpful=helpful)
         message.helpful = helpful
-        if not helpful:
-            conversation_handoff(
-                conversation=conversation,
-                reason="unhelpful",
-                confidence=(message.meta or {}).get("confidence"),
-            )
+        if not helpful and not already_unhelpful:  # a resent "No" counts once
+            _unhelpful_answer(conversation, message)
     return message
+
+
+def _unhelpful_answer(conversation: Conversation, rated: Message) -> None:
+    unhelpful = Message.objects.filter(
+        conversation=conversation, author=Message.Author.BOT, helpful=False
+    ).count()
+    if unhelpful >= bots.UNHELPFUL_LIMIT:
+        conversation_handoff(
+            conversation=conversation,
+            reason=str(bots.HandoffReason.UNHELPFUL),
+            confidence=(rated.meta or {}).get("confidence"),
+        )
+        return
+    conversation.refresh_from_db(fields=["status"])
+    if not conversation.is_with_bot:
+        return
+    with translation.override(_conversation_language(conversation)):
+        body = _(
+            "Sorry that did not help. Could you ask in other words? "
+            "Or choose “Talk to a person” and someone will take over."
+        )
+    message_post(
+        conversation=conversation,
+        author=Message.Author.BOT,
+        body=body,
+        meta={"event": "unhelpful", "rated_seq": rated.seq},
+    )
 
 
 def _reopen(conversation: Conversation, assignee: Agent | None = None) -> None:

@@ -8,7 +8,14 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from chat.models import Conversation, Message
-from chat.protocol import AttachmentOut, Citation, ConversationOut, MessageOut, Source
+from chat.protocol import (
+    AttachmentOut,
+    Citation,
+    ClarifyOption,
+    ConversationOut,
+    MessageOut,
+    Source,
+)
 
 
 def message_frame(message: Message) -> MessageOut:
@@ -30,6 +37,7 @@ def message_frame(message: Message) -> MessageOut:
         ask_feedback=message.author == Message.Author.BOT and bool(source or citations),
         citations=citations,
         stream_id=meta.get("stream_id"),
+        clarify=[ClarifyOption(**option) for option in meta.get("clarify", [])],
         attachment=attachment_frame(meta["attachment"]) if "attachment" in meta else None,
     )
 

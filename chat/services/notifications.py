@@ -8,12 +8,12 @@ push service or a mail server, and a failure there never undoes a message.
 
 from __future__ import annotations
 
-import logging
+import ipaddress
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core import signing
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Greatest
@@ -25,7 +25,6 @@ from django.utils.translation import gettext as _
 from chat.models import (
     Agent,
     Conversation,
-    CsatRating,
     Delivery,
     Message,
     PushSubscription,
@@ -33,157 +32,13 @@ from chat.models import (
 )
 from chat.protocol import NotificationCreated
 from chat.realtime import agent_group, send_after_commit
-from chat.transports import TransportError, email_transport, webpush_transport
+from chat.services.deliveries import email_queue, push_queue
+from chat.services.links import csat_url, resume_link, resume_token
 
-log = logging.getLogger(__name__)
-
-RESUME_SALT = "chat.resume"
 # Beat's sweep looks at this many conversations with unseen replies per run.
 SWEEP_BATCH = 200
 AGENT_SCOPE = "/console/"
 VISITOR_SCOPE = "/widget/"
-
-
-# --- Links -------------------------------------------------------------------------------
-
-
-def public_url(path: str) -> str:
-    base = (settings.HELPDESK_PUBLIC_URL or "http://localhost:8000").rstrip("/")
-    return base + path
-
-
-def resume_token(conversation: Conversation, *, emailed: bool = False) -> str:
-    data = {"c": conversation.pk, "v": str(conversation.visitor.public_id), "e": int(emailed)}
-    return signing.dumps(data, salt=RESUME_SALT, compress=True)
-
-
-def resume_link(conversation: Conversation, *, emailed: bool = True) -> str:
-    """A signed link that reopens this conversation in the widget on the site's page."""
-    token = resume_token(conversation, emailed=emailed)
-    return public_url(reverse("resume", args=[token]))
-
-
-def conversation_from_resume(token: str) -> tuple[Conversation, bool] | None:
-    """The conversation a resume token names, and whether it came by e-mail; None if bad."""
-    try:
-        data = signing.loads(
-            token, salt=RESUME_SALT, max_age=timedelta(days=settings.HELPDESK_LINK_DAYS)
-        )
-    except signing.BadSignature:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("c"), int):
-        return None
-    if not isinstance(data.get("v"), str):
-        return None
-    conversation = (
-        Conversation.objects.select_related("site", "visitor")
-        .filter(pk=data["c"], visitor__public_id=str(data.get("v")))
-        .first()
-    )
-    return (conversation, bool(data.get("e"))) if conversation else None
-
-
-def csat_url(conversation: Conversation) -> str:
-    """The rating link for the transcript e-mail, while a survey waits for an answer."""
-    from chat.services.csat import csat_link
-
-    waiting = CsatRating.objects.filter(conversation=conversation, score__isnull=True)
-    return public_url(csat_link(conversation)) if waiting.exists() else ""
-
-
-# --- Deliveries --------------------------------------------------------------------------
-
-
-def _enqueue(delivery: Delivery) -> None:
-    from chat.tasks import delivery_send
-
-    transaction.on_commit(lambda: delivery_send.delay(delivery.pk), robust=True)
-
-
-def push_queue(
-    *,
-    subscriptions: list[PushSubscription],
-    kind: str,
-    payload: dict[str, Any],
-    conversation: Conversation | None,
-) -> list[Delivery]:
-    deliveries = []
-    for subscription in subscriptions:
-        delivery = Delivery.objects.create(
-            channel=Delivery.Channel.PUSH,
-            kind=kind,
-            recipient=subscription.endpoint[:300],
-            conversation=conversation,
-            agent_id=subscription.agent_id,
-            visitor_id=subscription.visitor_id,
-            subscription=subscription,
-            payload=payload,
-        )
-        _enqueue(delivery)
-        deliveries.append(delivery)
-    return deliveries
-
-
-def email_queue(
-    *, to: str, kind: str, subject: str, text: str, conversation: Conversation | None
-) -> Delivery:
-    delivery = Delivery.objects.create(
-        channel=Delivery.Channel.EMAIL,
-        kind=kind,
-        recipient=to,
-        conversation=conversation,
-        visitor=conversation.visitor if conversation else None,
-        payload={"subject": subject, "text": text},
-    )
-    _enqueue(delivery)
-    return delivery
-
-
-def delivery_attempt(*, delivery_id: int) -> Delivery | None:
-    """Try a delivery once; on a temporary failure enqueue the next try, up to the limit."""
-    delivery = (
-        Delivery.objects.select_related("subscription")
-        .filter(pk=delivery_id, status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING])
-        .first()
-    )
-    if delivery is None:
-        return None
-    delivery.attempts += 1
-    try:
-        _send(delivery)
-    except TransportError as error:
-        delivery.error = str(error)
-        retry = not error.permanent and delivery.attempts < settings.HELPDESK_DELIVERY_ATTEMPTS
-        delivery.status = Delivery.Status.RETRYING if retry else Delivery.Status.FAILED
-        delivery.save(update_fields=["attempts", "error", "status"])
-        if error.gone and delivery.subscription is not None:
-            delivery.subscription.delete()  # the browser unsubscribed or the push expired
-        if retry:
-            from chat.tasks import delivery_send
-
-            # Eager Celery ignores the countdown and tries again at once: still bounded.
-            delivery_send.apply_async((delivery.pk,), countdown=5 * 2**delivery.attempts)
-        else:
-            log.warning("delivery %s failed: %s", delivery.pk, error)
-        return delivery
-    delivery.status = Delivery.Status.SENT
-    delivery.error = ""
-    delivery.sent_at = timezone.now()
-    delivery.save(update_fields=["attempts", "error", "status", "sent_at"])
-    return delivery
-
-
-def _send(delivery: Delivery) -> None:
-    if delivery.channel == Delivery.Channel.PUSH:
-        if delivery.subscription is None:
-            raise TransportError("the subscription was removed", permanent=True)
-        webpush_transport.send(subscription=delivery.subscription.info(), payload=delivery.payload)
-    else:
-        email_transport.send(
-            to=[delivery.recipient],
-            subject=delivery.payload.get("subject", ""),
-            text=delivery.payload.get("text", ""),
-        )
 
 
 # --- Subscriptions -----------------------------------------------------------------------
@@ -191,6 +46,21 @@ def _send(delivery: Delivery) -> None:
 
 class BadSubscription(Exception):
     """Not a Web Push subscription (``PushSubscription.toJSON()``)."""
+
+
+def endpoint_allowed(endpoint: str) -> bool:
+    """Push services are public HTTPS hosts. Anything else would have us POST to whatever a
+    browser named, an internal address included (only tests and DEBUG allow plain HTTP)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "http" and settings.WEBPUSH_ALLOW_HTTP:
+        return bool(parts.hostname)
+    if parts.scheme != "https" or not parts.hostname or parts.hostname == "localhost":
+        return False
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return True
+    return False  # an IP literal: not a push service
 
 
 def push_subscribe(
@@ -207,7 +77,7 @@ def push_subscribe(
     endpoint = subscription.get("endpoint")
     keys = subscription["keys"]
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
-    if not (isinstance(endpoint, str) and endpoint.startswith(("https://", "http://"))):
+    if not (isinstance(endpoint, str) and endpoint_allowed(endpoint)):
         raise BadSubscription
     if not (isinstance(p256dh, str) and isinstance(auth, str)) or len(endpoint) > 1000:
         raise BadSubscription

@@ -15,13 +15,14 @@ import csv
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection
 from django.db.models import (
     Aggregate,
-    Avg,
+    CharField,
     Count,
     Expression,
     F,
@@ -29,15 +30,10 @@ from django.db.models import (
     Func,
     Q,
     QuerySet,
+    Sum,
     Window,
 )
-from django.db.models.functions import (
-    Coalesce,
-    ExtractHour,
-    ExtractIsoWeekDay,
-    RowNumber,
-    TruncDate,
-)
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -68,15 +64,30 @@ class Seconds(Func):
         )
 
 
+class HourUtc(Func):
+    """A timestamp's UTC hour, computed natively by the database: text ``YYYY-MM-DD HH`` on
+    SQLite, a naive datetime on PostgreSQL."""
+
+    output_field = CharField()
+    # date_trunc is much cheaper than to_char; the driver hands back a naive datetime.
+    template = "date_trunc('hour', %(expressions)s AT TIME ZONE 'UTC')"
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores aware datetimes on SQLite as UTC text: "2026-11-02 10:00:00.123456".
+        return self.as_sql(compiler, connection, template="substr(%(expressions)s, 1, 13)")
+
+
 class PercentileCont(Aggregate):
-    """PostgreSQL's ``percentile_cont(f) WITHIN GROUP (ORDER BY expr)``."""
+    """PostgreSQL's ``percentile_cont(ARRAY[f, ...]) WITHIN GROUP (ORDER BY expr)``: several
+    percentiles from one sort, as a list."""
 
     function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
+    template = "%(function)s(ARRAY[%(fractions)s]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = ArrayField(FloatField())
 
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=f"{float(fraction)!r}", **extra)
+    def __init__(self, expression: Any, fractions: list[float], **extra: Any) -> None:
+        listed = ", ".join(f"{float(f)!r}::double precision" for f in fractions)
+        super().__init__(expression, fractions=listed, **extra)
 
 
 @dataclass(frozen=True)
@@ -152,12 +163,18 @@ class Figures:
     handed_off: int = 0
     queued: int = 0
     abandoned: int = 0
+    # How many conversations have each measure (e.g. a first response): the percentiles' n.
+    measure_counts: dict[str, int] = field(default_factory=dict)
     durations: dict[str, Percentiles] = field(
         default_factory=lambda: {m.key: Percentiles() for m in MEASURES}
     )
     csat_count: int = 0
-    csat_average: float | None = None
+    csat_sum: int = 0
     csat_satisfied: int = 0
+
+    @property
+    def csat_average(self) -> float | None:
+        return self.csat_sum / self.csat_count if self.csat_count else None
 
     @property
     def bot_resolution_rate(self) -> float | None:
@@ -236,69 +253,88 @@ def report_build(
         ratings = ratings.filter(agent_id=agent_id)
     scope = scope.order_by()
 
-    total = Figures(key=None, label=str(_("All")))
-    _fill_counts([total], scope, None)
-    _fill_durations([total], scope, None)
-    _fill_csat([total], ratings, None)
-
+    # Every figure but the percentiles adds up over groups: one grouped query each for
+    # conversations and ratings gives the groups, and their sums the whole.
     field_name, label_name, rating_field, rating_label = _GROUPS[group_by]
+    by_key: dict[int | None, Figures] = {}
+    reasons = dict.fromkeys(KNOWN_REASONS, 0)
+    for row in scope.values(field_name, label_name).annotate(**_count_aggregates()).order_by():
+        figures = by_key.setdefault(row[field_name], _group(row[field_name], row[label_name]))
+        for name in COUNTS:
+            setattr(figures, name, row[name])
+        figures.measure_counts = {m.key: row[f"n_{m.key}"] for m in MEASURES}
+        for reason in KNOWN_REASONS:
+            reasons[reason] += row[f"reason_{reason}"]
+    distribution = dict.fromkeys(range(1, 6), 0)
     # Ratings keep the team and agent of the close, which the conversation may no longer have.
-    labels = dict(scope.values_list(field_name, label_name).distinct().order_by())
-    for key, label in ratings.values_list(rating_field, rating_label).distinct().order_by():
-        labels.setdefault(key, label)
-    groups = [
-        Figures(key=key, label=label or str(_("None")))
-        for key, label in sorted(labels.items(), key=lambda kv: (kv[0] is None, kv[1] or ""))
-    ]
-    if groups:
-        _fill_counts(groups, scope, group_by)
-        _fill_durations(groups, scope, group_by)
-        _fill_csat(groups, ratings, group_by)
-
-    distribution = dict(
-        ratings.values_list("score").annotate(n=Count("id")).order_by().values_list("score", "n")
+    for row in ratings.values(rating_field, rating_label).annotate(**_csat_aggregates()).order_by():
+        figures = by_key.setdefault(row[rating_field], _group(row[rating_field], row[rating_label]))
+        figures.csat_count = row["n"]
+        figures.csat_sum = row["score_sum"]
+        figures.csat_satisfied = row["satisfied"]
+        for score in distribution:
+            distribution[score] += row[f"score_{score}"]
+    groups = sorted(by_key.values(), key=lambda g: (g.key is None, g.label))
+    total = Figures(key=None, label=str(_("All")))
+    for name in [*COUNTS, "csat_count", "csat_sum", "csat_satisfied"]:
+        setattr(total, name, sum(getattr(g, name) for g in groups))
+    total.measure_counts = {
+        m.key: sum(g.measure_counts.get(m.key, 0) for g in groups) for m in MEASURES
+    }
+    other = total.handed_off - sum(reasons.values())
+    handoff_reasons = sorted(
+        [(reason, n) for reason, n in reasons.items() if n] + ([("other", other)] if other else []),
+        key=lambda item: (-item[1], item[0]),
     )
+
+    _fill_durations(total, groups, scope, group_by)
     feedback = Message.objects.filter(
         conversation__in=scope.values("pk"), author=Message.Author.BOT, helpful__isnull=False
     ).aggregate(up=Count("id", filter=Q(helpful=True)), down=Count("id", filter=Q(helpful=False)))
-    reasons = (
-        scope.exclude(handoff_reason="")
-        .values_list("handoff_reason")
-        .annotate(n=Count("id"))
-        .order_by("-n", "handoff_reason")
-    )
-    daily = scope.annotate(day=TruncDate("created_at")).values_list("day").annotate(n=Count("id"))
+    # Counted per UTC hour in SQL (at most 24 rows a day), then placed in local time here:
+    # SQLite's time-zone-aware extracts call Python once per row, which is what this avoids.
     hours = [[0] * 24 for _ in range(7)]
-    cells = (
-        scope.annotate(wd=ExtractIsoWeekDay("created_at"), hour=ExtractHour("created_at"))
-        .values_list("wd", "hour")
-        .annotate(n=Count("id"))
-    )
-    for weekday, hour, n in cells:
-        hours[weekday - 1][hour] = n
+    days: dict[date, int] = {}
+    buckets = scope.annotate(hour=HourUtc("created_at")).values_list("hour").annotate(n=Count("id"))
+    for bucket, n in buckets:
+        local = timezone.localtime(_utc_hour(bucket))
+        hours[local.weekday()][local.hour] += n
+        days[local.date()] = days.get(local.date(), 0) + n
     return Report(
         start=start,
         end=end,
         group_by=group_by,
         total=total,
         groups=groups,
-        handoff_reasons=[(reason, n) for reason, n in reasons],
-        csat_distribution=[(score, distribution.get(score, 0)) for score in range(1, 6)],
+        handoff_reasons=handoff_reasons,
+        csat_distribution=sorted(distribution.items()),
         helpful=feedback["up"],
         unhelpful=feedback["down"],
-        daily=sorted((day, n) for day, n in daily.order_by()),
+        daily=sorted(days.items()),
         hours=hours,
     )
+
+
+def _utc_hour(bucket: str | datetime) -> datetime:
+    if isinstance(bucket, datetime):
+        return bucket.replace(tzinfo=UTC)
+    y, mo, d, h = int(bucket[:4]), int(bucket[5:7]), int(bucket[8:10]), int(bucket[11:13])
+    return datetime(y, mo, d, h, tzinfo=UTC)
 
 
 def _index(figures: Iterable[Figures]) -> dict[int | None, Figures]:
     return {f.key: f for f in figures}
 
 
-def _fill_counts(
-    figures: list[Figures], scope: QuerySet[Conversation], group_by: GroupBy | None
-) -> None:
-    counts = {
+COUNTS = ["conversations", "closed", "bot_resolved", "handed_off", "queued", "abandoned"]
+
+
+def _group(key: int | None, label: str | None) -> Figures:
+    return Figures(key=key, label=label or str(_("None")))
+
+
+def _count_aggregates() -> dict[str, Any]:
+    return {
         "conversations": Count("id"),
         "closed": Count("id", filter=Q(status=CLOSED)),
         "bot_resolved": Count(
@@ -315,13 +351,21 @@ def _fill_counts(
         "abandoned": Count(
             "id", filter=Q(status=CLOSED, queued_at__isnull=False, assigned_at__isnull=True)
         ),
+        **{f"n_{m.key}": Count("id", filter=m.where) for m in MEASURES},
+        **{
+            f"reason_{reason}": Count("id", filter=Q(handoff_reason=reason))
+            for reason in KNOWN_REASONS
+        },
     }
-    by_key = _index(figures)
-    for key, row in _grouped(scope, group_by, counts):
-        target = by_key.get(key)
-        if target is not None:
-            for name in counts:
-                setattr(target, name, row[name])
+
+
+def _csat_aggregates() -> dict[str, Any]:
+    return {
+        "n": Count("id"),
+        "score_sum": Sum("score"),
+        "satisfied": Count("id", filter=Q(score__gte=4)),
+        **{f"score_{n}": Count("id", filter=Q(score=n)) for n in range(1, 6)},
+    }
 
 
 def _grouped(
@@ -340,82 +384,73 @@ def _grouped(
 
 
 def _fill_durations(
-    figures: list[Figures], scope: QuerySet[Conversation], group_by: GroupBy | None
+    total: Figures, groups: list[Figures], scope: QuerySet[Conversation], group_by: GroupBy
 ) -> None:
-    by_key = _index(figures)
+    """Median and p90 of every measure, overall and per group."""
+    by_key = _index(groups)
     if connection.vendor == "postgresql":
-        aggregates = {
-            f"{m.key}_{num}": PercentileCont(m.value, num / den, filter=m.where)
-            for m in MEASURES
-            for num, den in PERCENTILES
-        }
-        for key, row in _grouped(scope, group_by, aggregates):
-            target = by_key.get(key)
-            if target is not None:
+        fractions = [num / den for num, den in PERCENTILES]
+        aggregates = {m.key: PercentileCont(m.value, fractions, filter=m.where) for m in MEASURES}
+        rows: list[tuple[Figures | None, dict[str, Any]]] = [
+            (total, row) for _key, row in _grouped(scope, None, aggregates)
+        ]
+        rows += [(by_key.get(key), row) for key, row in _grouped(scope, group_by, aggregates)]
+        for place, row in rows:
+            if place is not None:
                 for m in MEASURES:
-                    target.durations[m.key] = Percentiles(
-                        *(row[f"{m.key}_{num}"] for num, _den in PERCENTILES)
-                    )
+                    place.durations[m.key] = Percentiles(*(row[m.key] or ()))
         return
+    # Elsewhere (SQLite): per measure, one window query ranks the values overall and keeps
+    # the ranks each percentile interpolates between; a second ranks them by group, then
+    # value, where each group's ranks follow from the group sizes counted before.
+    key = _GROUPS[group_by][0]
     for m in MEASURES:
-        for key, values in _ranked_percentiles(scope, m, group_by).items():
-            target = by_key.get(key)
-            if target is not None:
-                target.durations[m.key] = values
+        n = total.measure_counts.get(m.key, 0)
+        if not n:
+            continue
+        values = scope.filter(m.where).annotate(v=m.value)
+        ranked = values.annotate(rn=Window(RowNumber(), order_by=F("v").asc()))
+        picked = dict(ranked.filter(rn__in=_ranks(n)).values_list("rn", "v"))
+        total.durations[m.key] = _interpolate(n, picked)
+        sized = [g for g in groups if g.measure_counts.get(m.key)]
+        if len(sized) == 1:
+            sized[0].durations[m.key] = total.durations[m.key]
+        if len(sized) <= 1:
+            continue
+        sized.sort(key=lambda g: (g.key is not None, g.key or 0))  # NULL first, as in SQL
+        wanted: dict[int, tuple[Figures, int]] = {}
+        start = 0
+        for g in sized:
+            wanted |= {start + rank: (g, rank) for rank in _ranks(g.measure_counts[m.key])}
+            start += g.measure_counts[m.key]
+        order = [F(key).asc(nulls_first=True), F("v").asc()]
+        ranked = values.annotate(rn=Window(RowNumber(), order_by=order))
+        per_group: dict[int | None, dict[int, float]] = {g.key: {} for g in sized}
+        for rn, v in ranked.filter(rn__in=list(wanted)).values_list("rn", "v"):
+            g, rank = wanted[rn]
+            per_group[g.key][rank] = v
+        for g in sized:
+            g.durations[m.key] = _interpolate(g.measure_counts[m.key], per_group[g.key])
 
 
-def _ranked_percentiles(
-    scope: QuerySet[Conversation], measure: Measure, group_by: GroupBy | None
-) -> dict[int | None, Percentiles]:
-    """``percentile_cont`` without the aggregate: one window query numbers each group's values
-    in order and keeps only the ranks each percentile interpolates between."""
-    partition = [F(_GROUPS[group_by][0])] if group_by else None
-    ranked = (
-        scope.filter(measure.where)
-        .annotate(v=measure.value)
-        .annotate(
-            rn=Window(RowNumber(), partition_by=partition, order_by=F("v").asc()),
-            n=Window(Count("id"), partition_by=partition),
-        )
-    )
-    wanted = Q()
+def _ranks(n: int) -> list[int]:
+    """The ranks (1-based) ``percentile_cont`` reads for each percentile of ``n`` values."""
+    ranks: set[int] = set()
     for num, den in PERCENTILES:
-        low = (F("n") - 1) * num / den  # integer division: the lower rank, 0-based
-        wanted |= Q(rn=low + 1) | Q(rn=low + 2)
-    key = _GROUPS[group_by][0] if group_by else None
-    columns = [key] if key else []
-    picked: dict[int | None, dict[str, Any]] = {}
-    for row in ranked.filter(wanted).values(*columns, "v", "rn", "n"):
-        group = picked.setdefault(row[key] if key else None, {"n": row["n"], "ranks": {}})
-        group["ranks"][row["rn"]] = row["v"]
-    result: dict[int | None, Percentiles] = {}
-    for group_key, group in picked.items():
-        n, ranks = group["n"], group["ranks"]
-        values = []
-        for num, den in PERCENTILES:
-            low, rest = divmod((n - 1) * num, den)
-            below = ranks[low + 1]
-            above = ranks.get(low + 2, below)
-            values.append(below + (above - below) * rest / den)
-        result[group_key] = Percentiles(*values)
-    return result
+        low = (n - 1) * num // den
+        ranks |= {low + 1, min(low + 2, n)}
+    return sorted(ranks)
 
 
-def _fill_csat(
-    figures: list[Figures], ratings: QuerySet[CsatRating], group_by: GroupBy | None
-) -> None:
-    aggregates = {
-        "n": Count("id"),
-        "average": Avg("score"),
-        "satisfied": Count("id", filter=Q(score__gte=4)),
-    }
-    by_key = _index(figures)
-    for key, row in _grouped(ratings, group_by, aggregates, rating=True):
-        target = by_key.get(key)
-        if target is not None:
-            target.csat_count = row["n"]
-            target.csat_average = row["average"]
-            target.csat_satisfied = row["satisfied"]
+def _interpolate(n: int, ranks: dict[int, float]) -> Percentiles:
+    """``percentile_cont`` from the values at the ranks (1-based) around each percentile."""
+    values = []
+    for num, den in PERCENTILES:
+        low, rest = divmod((n - 1) * num, den)
+        below = ranks[low + 1]
+        above = ranks.get(low + 2, below)
+        values.append(below + (above - below) * rest / den)
+    return Percentiles(*values)
 
 
 HANDOFF_REASONS = {
@@ -424,7 +459,12 @@ HANDOFF_REASONS = {
     "unhelpful": _("Answer not helpful"),
     "no_knowledge": _("No answer in the FAQ"),
     "llm_handoff": _("Model handed over"),
+    "other": _("Other"),
 }
+
+
+# The reasons chat/services hands off for; anything else counts as "other".
+KNOWN_REASONS = [reason for reason in HANDOFF_REASONS if reason != "other"]
 
 
 def handoff_reason_label(reason: str) -> str:

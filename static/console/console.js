@@ -13,6 +13,8 @@
   const TYPING_SEND_EVERY_MS = 3000;
   const TYPING_SHOW_MS = 4000;
   const TOAST_MS = 6000;
+  const RETRYABLE = ["server_error", "unavailable"]; // nothing was stored: resend, same client_id
+  const RETRY_AFTER_SERVER_ERROR_MS = 3000;
   const AUTHORS = ["visitor", "bot", "agent", "system"];
 
   const state = {
@@ -417,7 +419,7 @@
 
   function postSeen() {
     const url = dom.transcript && dom.transcript.dataset.seenUrl;
-    if (url) {
+    if (url && !state.leaving) {
       fetch(url, { method: "POST", headers: csrfHeaders(), credentials: "same-origin" });
     }
   }
@@ -924,10 +926,25 @@
 
   function onErrorFrame(frame) {
     const clientId = refusedClientId(frame);
+    if (clientId && RETRYABLE.indexOf(frame.code) >= 0) {
+      // Nothing was stored and the server de-duplicates by client_id: send it again later.
+      retryLater(clientId, frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS);
+      return;
+    }
     if (clientId) {
       dropRefusedReply(clientId);
     }
     showToast(frame.message || "Something went wrong.");
+  }
+
+  function retryLater(clientId, delay) {
+    setTimeout(function () {
+      if (state.outbox.has(clientId)) {
+        sendReply(clientId, state.outbox.get(clientId));
+      } else if (state.noteOutbox.has(clientId)) {
+        sendNote(clientId, state.noteOutbox.get(clientId));
+      }
+    }, delay);
   }
 
   // The reply an error answers. Errors name it in `ref`; a `conflict` may come without one,
@@ -996,9 +1013,48 @@
     }
   }
 
+  // The last list shown (queue, mine, search), so j/k on a conversation page move to the
+  // conversation next to it in that list.
+  const LIST_KEY = "helpdesk:list";
+
+  function rememberList() {
+    const rows = listRows();
+    if (rows.length) {
+      try {
+        sessionStorage.setItem(LIST_KEY, JSON.stringify(rows.map(function (row) {
+          return row.getAttribute("href");
+        })));
+      } catch (error) {
+        // storage may be off; j/k then only move within lists
+      }
+    }
+  }
+
+  function openNeighbour(step) {
+    let list = [];
+    try {
+      list = JSON.parse(sessionStorage.getItem(LIST_KEY) || "[]");
+    } catch (error) {
+      return;
+    }
+    const index = list.indexOf(location.pathname);
+    const next = index >= 0 ? list[index + step] : "";
+    if (next) {
+      location.href = next;
+    }
+  }
+
+  function move(step) {
+    if (listRows().length) {
+      selectRow(step);
+    } else if (dom.transcript) {
+      openNeighbour(step);
+    }
+  }
+
   const shortcuts = {
-    j: function () { selectRow(1); },
-    k: function () { selectRow(-1); },
+    j: function () { move(1); },
+    k: function () { move(-1); },
     o: function () {
       if (document.activeElement && document.activeElement.classList.contains("row__link")) {
         document.activeElement.click();
@@ -1098,6 +1154,7 @@
     });
     document.addEventListener("htmx:afterSettle", function (event) {
       updateTitle();
+      rememberList();
       paintLabels(event.target);
     });
   }
@@ -1156,11 +1213,18 @@
     listenToPage();
     document.addEventListener("keydown", onDocumentKeydown);
     paintLabels(document);
+    rememberList();
     loadCanned();
     updateTitle();
     if (dom.transcript) {
       localiseTimes();
       scrollToEnd();
+      scheduleSeen(); // what is on screen now counts as read, once the page is in front
+      document.addEventListener("visibilitychange", function () {
+        if (document.visibilityState === "visible") {
+          scheduleSeen();
+        }
+      });
     }
     if (dom.form && dom.body && dom.transcript) {
       listenToComposer();

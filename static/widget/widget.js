@@ -89,6 +89,7 @@
     verified: false,
     identityError: null,
     csat: null, // {conversationId, score}: the survey on screen
+    botDelayed: false, // the "taking longer than usual" notice is showing
     unread: 0,
     agentReadSeq: 0, // agents have seen every message up to this seq ("Seen")
     readSent: 0, // the highest seq we told the server the visitor has seen
@@ -291,6 +292,7 @@
     "receipt.updated": onReceiptUpdated,
     "csat.requested": onCsatRequested,
     "csat.recorded": onCsatRecorded,
+    "bot.delayed": onBotDelayed,
     error: onError,
     pong: () => {},
   };
@@ -404,6 +406,7 @@
       placeMessage(buildMessage(frame), frame.seq, frame.author === "visitor");
     }
     if (frame.author === "agent") hideTyping();
+    if (frame.author !== "visitor") clearBotDelayed();
     if (frame.author === "bot" || frame.author === "agent") countUnread(frame.seq);
     if (frame.author === "visitor") showSeen();
     markSeen();
@@ -412,6 +415,7 @@
   // A bot answer being written: a bubble that shows the bot typing, then the text as it comes.
   function onMessageStreaming(frame) {
     if (!followConversation(frame.conversation_id)) return;
+    clearBotDelayed();
     streamBubble(frame.stream_id);
   }
 
@@ -485,6 +489,23 @@
 
   function onConversationUpdated(frame) {
     if (followConversation(frame.conversation_id)) applyConversation(frame);
+    if (state.status !== "bot") clearBotDelayed();
+  }
+
+  // No answer from the bot for a while (its worker may be down): say so, and offer a person.
+  function onBotDelayed(frame) {
+    if (frame.conversation_id !== state.conversationId || state.status !== "bot") return;
+    if (state.lastSeq > frame.seq) return; // something came after all
+    state.botDelayed = true;
+    showNotice(text.botSlow, true);
+    els.handoff.hidden = false;
+    els.handoff.disabled = state.stopped;
+  }
+
+  function clearBotDelayed() {
+    if (!state.botDelayed) return;
+    state.botDelayed = false;
+    els.notice.hidden = true;
   }
 
   // Our place in line and the wait; with nobody online, the offer to leave an address.
@@ -554,9 +575,12 @@
       return;
     }
     const entry = frame.ref ? state.outbox.find((e) => e.clientId === frame.ref) : null;
-    if (entry && frame.code === "server_error") {
+    if (entry && (frame.code === "server_error" || frame.code === "unavailable")) {
+      // Nothing was stored: the same client_id again, later, is safe (the server de-duplicates).
       setBubbleNote(pendingBubble(entry.clientId), text.retrying);
-      setTimeout(() => transmit(entry), RETRY_AFTER_SERVER_ERROR_MS);
+      const wait = frame.retry_after ? frame.retry_after * 1000 : RETRY_AFTER_SERVER_ERROR_MS;
+      setTimeout(() => transmit(entry), wait);
+      return;
     } else if (entry) {
       dropFromOutbox(entry.clientId);
       failBubble(pendingBubble(entry.clientId));
@@ -665,6 +689,9 @@
     if (message.ask_feedback && botLeads() && !isRated(message.seq)) {
       bubble.appendChild(buildFeedbackPrompt(message.seq));
     }
+    if (message.clarify && message.clarify.length && botLeads()) {
+      bubble.appendChild(buildClarifyButtons(message.clarify));
+    }
     if (message.created_at) bubble.title = new Date(message.created_at).toLocaleString();
     return bubble;
   }
@@ -698,6 +725,20 @@
       prompt.appendChild(button);
     });
     return prompt;
+  }
+
+  // "Did you mean …?": one button per entry; a click asks the bot that entry's title.
+  function buildClarifyButtons(options) {
+    const replies = element("div", "msg__clarify");
+    options.forEach((option) => {
+      const button = element("button", "msg__clarify-button", option.title);
+      button.type = "button";
+      button.addEventListener("click", () => {
+        if (sendMessage(option.title)) replies.remove();
+      });
+      replies.appendChild(button);
+    });
+    return replies;
   }
 
   function showGreeting() {
@@ -970,11 +1011,11 @@
     if (!state.stopped) els.banner.hidden = true;
   }
 
-  function showNotice(message) {
+  function showNotice(message, sticky) {
     els.notice.textContent = message;
     els.notice.hidden = false;
     clearTimeout(timers.notice);
-    timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
+    if (!sticky) timers.notice = setTimeout(() => (els.notice.hidden = true), NOTICE_SHOWN_MS);
   }
 
   // --- The embedding page ------------------------------------------------------------------

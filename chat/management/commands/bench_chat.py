@@ -136,7 +136,7 @@ class Command(BaseCommand):
             "machine_busy_pct_before": round(machine_busy_pct(), 1),
         }
         with bench_database(options["pg_database"]) as db_env:
-            seeded = seed(max(plan.conversations, idle_sockets))
+            seeded = seed(max(plan.conversations, idle_sockets), agents=plan.conversations)
             connections.close_all()
             setup = Setup(
                 seeded=seeded,
@@ -261,7 +261,7 @@ def product_endpoint(server: Server, seeded: Seed) -> Endpoint:
         widget_path="/ws/widget/v1/",
         console_path="/ws/console/v1/",
         site_key=seeded.site_key,
-        cookie=seeded.cookie,
+        agent_cookies=seeded.cookies,
     )
 
 

@@ -23,19 +23,12 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from bots.defaults import DEFAULT_CLARIFY_THRESHOLD, DEFAULT_THRESHOLD, UNHELPFUL_LIMIT
 from bots.knowledge import KnowledgeIndex
 from bots.types import Answer, Candidate, Clarify, Decision, Handoff, HandoffReason, Turn
 
-# Chosen with `python -m bots.calibrate ../shared/datasets/banking77/train.csv`: the lowest
-# threshold at which simulated 60-67-entry sites with 10 phrasings answer at most ~5% of held-out
-# in-scope train questions wrongly (smaller sites answer wrongly less often at the same value);
-# about two thirds of out-of-scope questions are then handed off. Clarifying only pairs that
-# are together at least this likely keeps "Did you mean …?" to ~3% of questions.
-DEFAULT_THRESHOLD = 0.55
-DEFAULT_CLARIFY_THRESHOLD = 0.6
 # The runner-up must be at least this share of the best candidate's confidence to be offered.
 CLARIFY_RATIO = 0.5
-UNHELPFUL_LIMIT = 2
 SCORES_KEPT = 5
 
 _ENGLISH_ASKS_FOR_HUMAN = re.compile(

@@ -1,0 +1,123 @@
+"""The server dies under a live widget and a live console: both say "Reconnecting…", keep what
+was typed meanwhile, and deliver it exactly once when the server is back on the same port."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+
+from chat.models import Message
+from tests.browser import browsers, wait  # noqa: F401  (fixture)
+from tests.faults import child_env, own_redis
+from tests.live import DaphneProcess
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+# Both clients back off exponentially (the console up to 30 s); a restart may land late in it.
+BACK_WITHIN = 45
+
+
+def banner_says_reconnecting(element_id: str):
+    def check(driver: WebDriver) -> bool:
+        banner = driver.find_element(By.ID, element_id)
+        return banner.is_displayed() and "Reconnecting" in banner.text
+
+    return check
+
+
+def texts(driver: WebDriver, selector: str) -> list[str]:
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def test_it_reconnects_and_delivers_what_was_typed_during_the_outage_once(
+    site,
+    alice,
+    browsers,  # noqa: F811
+):
+    server = DaphneProcess(child_env()).start()
+    try:
+        visitor = browsers()
+        visitor.get(f"{server.base}/widget/{site.key}/")
+        box = wait(visitor).until(ec.element_to_be_clickable((By.ID, "body")))
+        box.send_keys("How many days for delivery?", Keys.ENTER)
+        wait(visitor, 30).until(  # the first answer builds the retrieval index
+            ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".msg--bot[data-seq]"), "business")
+        )
+        conversation_id = visitor.execute_script("return window.HelpdeskWidget.conversationId")
+
+        agent = browsers()
+        agent.get(f"{server.base}/accounts/login/?next=/console/c/{conversation_id}/")
+        agent.find_element(By.NAME, "username").send_keys("alice")
+        agent.find_element(By.NAME, "password").send_keys("alice", Keys.ENTER)
+        reply = wait(agent).until(ec.element_to_be_clickable((By.ID, "reply-body")))
+        reply.send_keys("Hi, Alice here.", Keys.ENTER)
+        wait(visitor).until(
+            ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".msg--agent[data-seq]"), "Alice")
+        )
+
+        server.kill()
+        wait(visitor).until(banner_says_reconnecting("banner"))
+        wait(agent).until(banner_says_reconnecting("connection-banner"))
+        box.send_keys("Is it shipped yet?", Keys.ENTER)
+        reply.send_keys("Let me check the parcel.", Keys.ENTER)
+        assert texts(visitor, ".msg--pending .msg__body") == ["Is it shipped yet?"]
+
+        server.start()
+        wait(visitor, BACK_WITHIN).until(
+            lambda d: "Let me check the parcel." in texts(d, ".msg--agent[data-seq] .msg__body")
+        )
+        wait(visitor, BACK_WITHIN).until(ec.invisibility_of_element_located((By.ID, "banner")))
+        wait(agent, BACK_WITHIN).until(
+            ec.invisibility_of_element_located((By.ID, "connection-banner"))
+        )
+        wait(agent, BACK_WITHIN).until(
+            ec.text_to_be_present_in_element((By.ID, "transcript"), "Is it shipped yet?")
+        )
+        wait(visitor).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".msg--pending"))
+        wait(agent).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".msg--pending"))
+    finally:
+        server.stop()
+    connection.close()
+
+    for body in ["Is it shipped yet?", "Let me check the parcel."]:
+        assert Message.objects.filter(conversation_id=conversation_id, body=body).count() == 1
+        assert texts(visitor, "#messages .msg__body").count(body) == 1
+        assert texts(agent, "#transcript .msg__body").count(body) == 1
+    # Both hold the whole conversation, in seq order, with nothing missing.
+    seqs = [
+        int(s)
+        for s in visitor.execute_script(
+            "return [...document.querySelectorAll('#messages [data-seq]')].map(e => e.dataset.seq)"
+        )
+    ]
+    stored = list(
+        Message.objects.filter(conversation_id=conversation_id)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+    )
+    assert seqs == stored
+
+
+def test_it_tells_the_visitor_the_bot_is_slow_and_offers_a_person(site, browsers):  # noqa: F811
+    with own_redis() as redis:
+        env = child_env(REDIS_URL=redis.url, CELERY_EAGER="false", HELPDESK_BOT_SLOW_SECONDS="1")
+        server = DaphneProcess(env).start()  # and no worker: the bot never answers
+        try:
+            visitor = browsers()
+            visitor.get(f"{server.base}/widget/{site.key}/")
+            box = wait(visitor).until(ec.element_to_be_clickable((By.ID, "body")))
+            box.send_keys("How many days for delivery?", Keys.ENTER)
+            notice = wait(visitor).until(ec.visibility_of_element_located((By.ID, "notice")))
+            assert "taking longer than usual" in notice.text
+            assert texts(visitor, ".msg--bot") == []
+            wait(visitor).until(ec.element_to_be_clickable((By.ID, "handoff"))).click()
+            wait(visitor).until(
+                ec.presence_of_element_located((By.CSS_SELECTOR, ".msg--system[data-seq]"))
+            )
+            wait(visitor).until(ec.invisibility_of_element_located((By.ID, "notice")))
+        finally:
+            server.stop()
