@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
 #    ``message.create`` gains ``consent``, error ``consent_required``.
 #    bot: ``message.created`` gains ``clarify`` (the "Did you mean …?" quick replies).
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
 ConversationId = Annotated[int, Field(ge=1, le=2**62)]

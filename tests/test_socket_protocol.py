@@ -26,7 +26,7 @@ async def test_it_refuses_a_foreign_origin_at_connect(site):
 async def test_it_accepts_the_sites_own_allowed_origin(site):
     client, connected, _ = await widget_connect(site, origin="https://shop.acme.test")
     assert connected
-    assert (await client.expect("session.ready"))["protocol_version"] == 4
+    assert (await client.expect("session.ready"))["protocol_version"] == 5
     await client.close()
 
 
