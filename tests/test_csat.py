@@ -52,9 +52,7 @@ def agent_replied(conversation: Conversation, agent) -> Conversation:  # type: i
 # --- 👍 / 👎 on bot answers -------------------------------------------------------------------
 
 
-def test_it_stores_feedback_on_each_bot_answer_and_offers_a_person_on_thumbs_down(
-    site, visitor_a
-):
+def test_it_stores_feedback_on_each_bot_answer_and_offers_a_person_on_thumbs_down(site, visitor_a):
     conversation = started(site, visitor_a)
     first = bot_answer(conversation, "First answer.")
     second = bot_answer(conversation, "Second answer.")
