@@ -352,6 +352,7 @@ def test_it_falls_back_within_the_timeout_when_the_model_is_slow(site, visitor_a
 def test_it_drops_a_model_answer_that_a_newer_question_overtook(site, visitor_a, llm):
     llm.script(Reply(pieces=("Standard shipping takes 3–5 business days [1].",), delay=0.5))
     conversation = ask(site, visitor_a, CONFIDENT)
+    knowledge_index(site)  # built before the race, as the reindex task would have
     turn = threading.Thread(target=bot_turn, args=(conversation,))
     turn.start()
     time.sleep(0.2)  # the model is thinking
@@ -460,6 +461,7 @@ async def test_it_shows_the_first_words_long_before_the_answer_is_done(
     await widget.send(type="conversation.sync", conversation_id=conversation.pk, after_seq=0)
     await widget.expect("sync.done")
 
+    await database_sync_to_async(knowledge_index)(site)  # as the reindex task would have
     # As a Celery worker would: the turn runs beside the socket, not inside it.
     started = time.monotonic()
     turn = asyncio.ensure_future(
