@@ -198,3 +198,15 @@ class VisitorConversations:
         """One the visitor just started (so it is theirs)."""
         if conversation.visitor_id == self.visitor.pk:
             self.allowed[conversation.pk] = conversation
+
+
+def visitors_of_site(site: Site) -> QuerySet[Visitor]:
+    """What a site's own API key reaches: that site's customers, never another's."""
+    return Visitor.objects.filter(site=site)
+
+
+def visitor_of_site(*, site: Site, public_id: str) -> Visitor:
+    visitor = visitors_of_site(site).select_related("site").filter(public_id=public_id).first()
+    if visitor is None:
+        raise NotFound
+    return visitor

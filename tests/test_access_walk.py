@@ -199,6 +199,19 @@ ROUTES = [
     ),
     Route("api:customer_export", STAFF_API, args=lambda w: [w.customer.public_id]),
     Route("api:customer_erase", STAFF_API, method="POST", args=lambda w: [w.customer.public_id]),
+    # The site's servers, with its API key (tests/test_privacy.py): a browser's session is none.
+    Route("api:site_customer_lookup", dict.fromkeys(PERSONAS, 401), args=lambda w: [w.site.key]),
+    Route(
+        "api:site_customer_export",
+        dict.fromkeys(PERSONAS, 401),
+        args=lambda w: [w.site.key, w.customer.public_id],
+    ),
+    Route(
+        "api:site_customer_erase",
+        dict.fromkeys(PERSONAS, 401),
+        "POST",
+        lambda w: [w.site.key, w.customer.public_id],
+    ),
 ]
 # Django's admin has its own permission system (staff + model permissions): one row for it.
 ADMIN_SITE = Route("admin:index", CONSOLE | {"alice": 302, "bob": 302, "charlie": 302})

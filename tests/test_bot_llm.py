@@ -352,7 +352,7 @@ def test_it_falls_back_within_the_timeout_when_the_model_is_slow(site, visitor_a
 def test_it_drops_a_model_answer_that_a_newer_question_overtook(site, visitor_a, llm):
     llm.script(Reply(pieces=("Standard shipping takes 3–5 business days [1].",), delay=0.5))
     conversation = ask(site, visitor_a, CONFIDENT)
-    knowledge_index(site)  # built before the race, as the reindex task would have
+    knowledge_index(site)  # built before the turn starts, so the model is what takes time
     turn = threading.Thread(target=bot_turn, args=(conversation,))
     turn.start()
     time.sleep(0.2)  # the model is thinking

@@ -139,7 +139,10 @@ def test_a_transfer_moves_the_conversation_between_two_agents_browsers(browsers)
         note = bob.find_element(By.CSS_SELECTOR, ".msg--note")
         assert "Bulk order, Sales please" in note.text
         # Having it in front of him read the customer's message.
-        wait(bob).until(lambda d: ConversationView.objects.filter(seen_seq__gt=0).exists())
+        seen_by_bob = ConversationView.objects.filter(
+            agent__display_name="Bob", conversation=conversation, seen_seq__gt=0
+        )
+        wait(bob).until(lambda d: seen_by_bob.exists())
         bob.get(f"{base}/console/")
         badge = wait(bob).until(ec.presence_of_element_located((By.CSS_SELECTOR, row)))
         assert badge.get_attribute("data-unread") == "0"

@@ -116,6 +116,10 @@ async def test_it_refuses_notes_out_of_reach_or_empty(site, alice, charlie, supp
     )
     error = await console.expect("error")
     assert error["code"] == "invalid_frame" and error["ref"] == "n2"
+    await console.send(
+        type="note.create", conversation_id=conversation.pk, client_id="n3", body="\x00"
+    )
+    assert (await console.expect("error"))["ref"] == "n3"  # no crash, on any database
     assert await database_sync_to_async(Note.objects.count)() == 0
     await outsider.close()
     await console.close()

@@ -29,6 +29,7 @@ from chat.models import (
 from chat.services.attachments import attachment_send_from_visitor
 from chat.services.messages import message_post
 from chat.services.privacy import retention_sweep
+from chat.services.proactive import site_api_key_create
 from chat.services.visitors import visitor_token
 from chat.tasks import retention_sweep as retention_task
 from tests.browser import browsers  # noqa: F401  (fixture)
@@ -425,3 +426,40 @@ def test_it_asks_consent_for_a_file_that_starts_a_conversation(site, visitor_a, 
     assert not any(path.is_file() for path in tmp_path.rglob("*"))  # the file was discarded
     assert send(consent="true").status_code == 201
     assert Conversation.objects.get().consent_text == site.consent_text
+
+
+# --- The site's own servers, with its API key ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_exports_and_erases_for_the_sites_backend_with_its_api_key(
+    ann_history, visitor_a, other_site
+):
+    _row, secret = site_api_key_create(site=visitor_a.site, name="privacy desk")
+    _other, globex_secret = site_api_key_create(site=other_site)
+    key = visitor_a.site.key
+    backend = DjangoClient(enforce_csrf_checks=True)  # no session, no CSRF token
+    auth = {"Authorization": f"Bearer {secret}"}
+
+    found = backend.get(
+        reverse("api:site_customer_lookup", args=[key]), {"external_id": "cust-42"}, headers=auth
+    )
+    assert found.json() == {"customers": [str(visitor_a.public_id)]}
+    export = reverse("api:site_customer_export", args=[key, visitor_a.public_id])
+    erase = reverse("api:site_customer_erase", args=[key, visitor_a.public_id])
+    assert backend.get(export).status_code == 401
+    wrong_site = {"Authorization": f"Bearer {globex_secret}"}
+    assert backend.get(export, headers=wrong_site).status_code == 401
+    data = json.loads(backend.get(export, headers=auth).content)
+    assert data["customer"]["external_id"] == "cust-42"
+
+    ben = Visitor.objects.create(site=other_site, name="Globex customer")
+    elsewhere = reverse("api:site_customer_export", args=[key, ben.public_id])
+    assert backend.get(elsewhere, headers=auth).status_code == 404  # not this site's customer
+
+    assert backend.post(erase, headers=auth).json()["messages"] == 4
+    assert not Message.objects.filter(conversation=ann_history).exists()
+    assert list(AuditLog.objects.order_by("at").values_list("action", "via", "actor")) == [
+        ("export", "api-key", None),
+        ("erase", "api-key", None),
+    ]

@@ -206,3 +206,22 @@ async def test_it_delivers_live_to_the_customers_open_widget(site, api_key, visi
         frame["body"] == SHIPPED and frame["author"] == "agent" and frame["author_name"] == "Acme"
     )
     await widget.close()
+
+
+def test_an_admin_rotates_a_sites_keys_and_sees_the_new_one_once(site, admin, api_key):
+    browser = DjangoClient()
+    browser.force_login(admin)
+
+    response = browser.post(
+        "/admin/chat/site/",
+        {"action": "rotate_api_keys", "_selected_action": [site.pk]},
+        follow=True,
+    )
+
+    [shown] = [str(m) for m in response.context["messages"]]
+    fresh = shown.rsplit(" ", 1)[-1]
+    assert fresh.startswith("hdk_") and fresh != api_key
+    assert call(site, api_key, {"customer": {"email": "a@b.co"}, "body": "x"}).status_code == 401
+    assert call(site, fresh, {"customer": {"email": "a@b.co"}, "body": "x"}).status_code == 201
+    page = browser.get(f"/admin/chat/site/{site.pk}/change/").content.decode()
+    assert fresh not in page  # only its prefix is ever shown again

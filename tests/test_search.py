@@ -46,6 +46,7 @@ def test_it_finds_by_customer_name_email_and_message_text(conversations, alice):
     assert found(alice.user, "lamp") == {"Ben"}  # agents' replies too
     assert found(alice.user, "  ") == set()
     assert found(alice.user, "zebra") == set()
+    assert found(alice.user, "par\x00cel") == {"Ann Lee", "Ben"}  # PostgreSQL refuses NUL
 
 
 def test_it_only_finds_what_the_searcher_may_see(conversations, alice, bob, charlie, admin):

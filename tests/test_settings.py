@@ -92,15 +92,6 @@ def test_it_pools_postgres_connections_and_shards_the_layer_over_listed_redis_ho
     assert result.stdout.split() == ["12", "0", "redis://a:6379/0,redis://b:6379/0"]
 
 
-def test_it_refuses_a_pool_smaller_than_the_frame_threads():
-    result = load_settings(
-        DATABASE_URL="postgres://u@db.example:5432/helpdesk",
-        DATABASE_POOL_SIZE="2",
-        HELPDESK_FRAME_THREADS="4",
-    )
-    assert result.returncode != 0 and "DATABASE_POOL_SIZE must be at least" in result.stderr
-
-
 def test_a_server_process_starts_without_the_bots_numeric_libraries():
     """The bot runs in workers; a web process holding sockets must not pay ~100 MiB for it."""
     result = subprocess.run(

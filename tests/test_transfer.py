@@ -78,7 +78,7 @@ def test_it_transfers_to_a_teams_queue_keeping_the_customers_place(
 ):
     conversation = alices(site, support, visitor_a)
     queued_at = conversation.queued_at
-    conversation_transfer(conversation=conversation, by=alice, to_team=sales, note="")
+    conversation_transfer(conversation=conversation, by=alice, to_team=sales, note=" \x00 ")
     conversation.refresh_from_db()
     assert conversation.status == "waiting" and conversation.assignee is None
     assert conversation.team_id == sales.pk and conversation.queued_at == queued_at

@@ -79,7 +79,8 @@ def queue_lists(*, user: User | AnonymousUser, label_id: int | None = None) -> Q
 def conversation_search(*, user: User | AnonymousUser, query: str) -> list[Conversation]:
     """Conversations the user may see whose customer (name, e-mail) or messages match every
     word of ``query``, newest first."""
-    words = [w for w in re.split(r"\s+", query.strip()) if w][:8]
+    # PostgreSQL refuses NUL in a string; it cannot be in any stored text either.
+    words = [w for w in re.split(r"\s+", query.replace("\x00", "").strip()) if w][:8]
     if not words:
         return []
     matches = access.conversations_for_user(user)

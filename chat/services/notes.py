@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from chat.models import Agent, Conversation, Note
 from chat.protocol import NoteOut
 from chat.realtime import agents_group, send_after_commit
+from chat.services.conversations import Conflict
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ def note_add(
     meta: dict[str, Any] | None = None,
 ) -> NoteAdded:
     """Store a note after the conversation's latest message and tell its consoles."""
+    body = body.replace("\x00", "")  # PostgreSQL refuses NUL in text
+    if not body.strip():
+        raise Conflict(_("The note is empty."))
     if client_id is not None:
         existing = _by_client_id(conversation, client_id)
         if existing is not None:

@@ -105,7 +105,7 @@ def conversation_transfer(
                 "to_team_id": to_team.pk if to_team else None,
             },
         )
-        note = note.strip()
+        note = note.replace("\x00", "").strip()  # PostgreSQL refuses NUL in text
         if note:
             note_add(conversation=conversation, agent=by, body=note, meta={"event": "transfer"})
         told = _("%(from)s transferred conversation #%(id)d to you") % {
