@@ -461,6 +461,7 @@ async def test_it_shows_the_first_words_long_before_the_answer_is_done(
     await widget.send(type="conversation.sync", conversation_id=conversation.pk, after_seq=0)
     await widget.expect("sync.done")
 
+    await database_sync_to_async(knowledge_index)(site)  # as the reindex task would have
     # As a Celery worker would: the turn runs beside the socket, not inside it.
     started = time.monotonic()
     turn = asyncio.ensure_future(
