@@ -8,7 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 import bots
 from chat import ratelimit
@@ -230,12 +232,9 @@ def conversation_handoff(
         if not updated:
             return False
         conversation.refresh_from_db()
-        with translation.override(_conversation_language(conversation)):
-            body = _("Connecting you with a person. Someone will be with you shortly.")
-        message_post(
-            conversation=conversation,
-            author=Message.Author.SYSTEM,
-            body=body,
+        _system_post(
+            conversation,
+            gettext_lazy("Connecting you with a person. Someone will be with you shortly."),
             meta={"event": "handoff", "reason": reason, "confidence": confidence},
         )
         _announce(conversation)
@@ -255,13 +254,11 @@ def conversation_take(*, conversation: Conversation, agent: Agent) -> None:
             conversation.refresh_from_db()
             raise Conflict(_("This conversation is already being handled."))
         conversation.refresh_from_db()
-        with translation.override(_conversation_language(conversation)):
-            body = _("%(name)s joined the conversation.") % {"name": agent.display_name}
-        message_post(
-            conversation=conversation,
-            author=Message.Author.SYSTEM,
-            body=body,
+        _system_post(
+            conversation,
+            gettext_lazy("%(name)s joined the conversation."),
             meta={"event": "assigned", "agent_id": agent.pk},
+            name=agent.display_name,
         )
         assignment_started(conversation=conversation, agent=agent)
         inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
@@ -284,12 +281,9 @@ def conversation_close(
         if not updated:
             raise Conflict(_("This conversation is already closed."))
         conversation.refresh_from_db()
-        with translation.override(_conversation_language(conversation)):
-            body = _("This conversation was closed.")
-        message_post(
-            conversation=conversation,
-            author=Message.Author.SYSTEM,
-            body=body,
+        _system_post(
+            conversation,
+            gettext_lazy("This conversation was closed."),
             meta={"event": "closed", "agent_id": by.pk if by else None},
         )
         if conversation.messages.filter(author=Message.Author.AGENT).exists():
@@ -315,13 +309,11 @@ def conversation_reopen(*, conversation: Conversation, agent: Agent) -> None:
         _reopen(conversation, assignee=agent)
         Conversation.objects.filter(pk=conversation.pk).update(assigned_at=timezone.now())
         conversation.refresh_from_db()
-        with translation.override(_conversation_language(conversation)):
-            body = _("%(name)s reopened the conversation.") % {"name": agent.display_name}
-        message_post(
-            conversation=conversation,
-            author=Message.Author.SYSTEM,
-            body=body,
+        _system_post(
+            conversation,
+            gettext_lazy("%(name)s reopened the conversation."),
             meta={"event": "reopened", "agent_id": agent.pk},
+            name=agent.display_name,
         )
         assignment_started(conversation=conversation, agent=agent)
         inbox_notify(agent_id=agent.pk, conversation_id=conversation.pk)
@@ -361,16 +353,14 @@ def _unhelpful_answer(conversation: Conversation, rated: Message) -> None:
     conversation.refresh_from_db(fields=["status"])
     if not conversation.is_with_bot:
         return
-    with translation.override(_conversation_language(conversation)):
-        body = _(
+    _system_post(
+        conversation,
+        gettext_lazy(
             "Sorry that did not help. Could you ask in other words? "
             "Or choose “Talk to a person” and someone will take over."
-        )
-    message_post(
-        conversation=conversation,
-        author=Message.Author.BOT,
-        body=body,
+        ),
         meta={"event": "unhelpful", "rated_seq": rated.seq},
+        author=Message.Author.BOT,
     )
 
 
@@ -391,6 +381,20 @@ def _reopen(conversation: Conversation, assignee: Agent | None = None) -> None:
     conversation.refresh_from_db()
     _announce(conversation)
     _announce_queue(conversation.site_id)
+
+
+def _system_post(
+    conversation: Conversation,
+    text: str | Promise,
+    *,
+    meta: dict[str, Any],
+    author: Message.Author = Message.Author.SYSTEM,
+    **params: object,
+) -> None:
+    """Post an event message, worded in the conversation's language."""
+    with translation.override(_conversation_language(conversation)):
+        body = str(text) % params if params else str(text)
+    message_post(conversation=conversation, author=author, body=body, meta=meta)
 
 
 def _conversation_language(conversation: Conversation) -> str:
