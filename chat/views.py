@@ -381,7 +381,10 @@ def console_status(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_required
 def console_review(request: HttpRequest) -> HttpResponse:
-    groups = review.review_groups(sites=access.sites_for_user(request.user))
+    groups = review.review_groups(
+        sites=access.sites_for_user(request.user),
+        conversations=access.conversations_for_user(request.user),
+    )
     return render(
         request, "console/review.html", {"groups": groups, "agent": access.agent_of(request.user)}
     )
@@ -392,7 +395,11 @@ def console_review(request: HttpRequest) -> HttpResponse:
 def console_review_draft(request: HttpRequest) -> HttpResponse:
     """The new-entry form, prefilled from the group of the ``item`` questions."""
     sites = access.sites_for_user(request.user)
-    group = review.review_group(sites=sites, refs=request.GET.getlist("item"))
+    group = review.review_group(
+        sites=sites,
+        refs=request.GET.getlist("item"),
+        conversations=access.conversations_for_user(request.user),
+    )
     if group is None:
         raise Http404("These questions were reviewed already.")
     initial = {
@@ -422,19 +429,27 @@ def console_review_create(request: HttpRequest) -> HttpResponse:
                 answer=data["answer"],
                 language=data["language"],
                 tags=data["tags"],
+                conversations=access.conversations_for_user(request.user),
             )
         except review.ReviewError as problem:
             form.add_error("question", str(problem))
         else:
             return _review_done(request, f"Added “{entry.question}” to the FAQ of {entry.site}.")
-    return _review_form(request, form, review.review_group(sites=sites, refs=form.refs))
+    group = review.review_group(
+        sites=sites, refs=form.refs, conversations=access.conversations_for_user(request.user)
+    )
+    return _review_form(request, form, group)
 
 
 @require_POST
 @console_required
 def console_review_dismiss(request: HttpRequest) -> HttpResponse:
     sites = access.sites_for_user(request.user)
-    count = review.review_dismiss(sites=sites, refs=request.POST.getlist("item"))
+    count = review.review_dismiss(
+        sites=sites,
+        refs=request.POST.getlist("item"),
+        conversations=access.conversations_for_user(request.user),
+    )
     return _review_done(request, f"Dismissed {count} question{'s' if count != 1 else ''}.")
 
 

@@ -141,14 +141,15 @@ def test_it_reads_the_list_in_a_fixed_number_of_queries(
 ):
     client.force_login(alice.user)
     unsure(site, "Do you sell gift cards?", shipping)
-    # 7: the top bar's status control counts the agent's assigned conversations.
-    with django_assert_num_queries(7):
+    # 10: the top bar's status control counts the agent's assigned conversations, and the
+    # access helper looks up which teams' conversations the agent may read.
+    with django_assert_num_queries(10):
         client.get(reverse("console:review"))
     topics = ["apples", "bikes", "candles", "drums", "easels", "flutes", "globes", "hammocks"]
     for topic in topics:
         unsure(site, f"Do you sell {topic}?", shipping)
         unhelpful(site, f"{topic.upper()} IN STOCK", shipping)
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(10):
         page = client.get(reverse("console:review")).content.decode()
     groups = review.review_groups(sites=Site.objects.filter(pk=site.pk))
     assert page.count('class="panel review-group"') == len(groups) == len(topics) + 1
@@ -282,3 +283,25 @@ def test_it_marks_a_logged_unhelpful_answer_reviewed_in_its_decision(site, shipp
     assert decision.reviewed
     assert BotDecision.objects.filter(conversation=rated.conversation).count() == 1
     assert review.review_groups(sites=acme) == []
+
+
+def test_it_shows_an_agent_only_questions_from_conversations_they_may_see(
+    client, alice, bob, site, support, shipping
+):
+    """Bob (Sales) never reads what Support's customers asked; Alice (Support) does."""
+    mine = unsure(site, "Do you sell gift cards?", shipping)
+    theirs = unsure(site, "My Support-only question about an invoice", shipping)
+    Conversation.objects.filter(pk=theirs.conversation_id).update(team=support)
+
+    client.force_login(bob.user)
+    page = client.get(reverse("console:review")).content.decode()
+    assert "gift cards" in page
+    assert "invoice" not in page
+    client.post(reverse("console:review_dismiss"), {"item": [f"d{theirs.pk}"]})
+    theirs.refresh_from_db()
+    assert not theirs.reviewed  # nor can he dismiss it by naming it
+
+    client.force_login(alice.user)
+    page = client.get(reverse("console:review")).content.decode()
+    assert "gift cards" in page and "invoice" in page
+    assert mine.conversation.team is None

@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from chat.knowledge.rows import FaqRow
-from chat.models import BotDecision, FaqEntry, Message, Site
+from chat.models import BotDecision, Conversation, FaqEntry, Message, Site
 from chat.services.knowledge import knowledge_reindex_after_commit
 
 REVIEW_REASONS = ("low_confidence", "no_knowledge", "llm_handoff")
@@ -106,10 +106,13 @@ class ReviewGroup:
 # --- Reading -------------------------------------------------------------------------------
 
 
-def review_groups(*, sites: QuerySet[Site]) -> list[ReviewGroup]:
-    """Pending items of ``sites`` in groups, biggest first, then most recent."""
+def review_groups(
+    *, sites: QuerySet[Site], conversations: QuerySet[Conversation] | None = None
+) -> list[ReviewGroup]:
+    """Pending items of ``sites`` in groups, biggest first, then most recent. With
+    ``conversations`` (what the reader may see), only items from those."""
     by_site: dict[int, list[ReviewItem]] = {}
-    for item in review_items(sites=sites):
+    for item in review_items(sites=sites, conversations=conversations):
         by_site.setdefault(item.site_id, []).append(item)
     groups: list[ReviewGroup] = []
     for items in by_site.values():
@@ -123,9 +126,14 @@ def review_groups(*, sites: QuerySet[Site]) -> list[ReviewGroup]:
     return groups
 
 
-def review_group(*, sites: QuerySet[Site], refs: Collection[str]) -> ReviewGroup | None:
+def review_group(
+    *,
+    sites: QuerySet[Site],
+    refs: Collection[str],
+    conversations: QuerySet[Conversation] | None = None,
+) -> ReviewGroup | None:
     """The still-pending items among ``refs`` (one site's) as one group; None when none are."""
-    items = review_items(sites=sites, refs=refs)
+    items = review_items(sites=sites, refs=refs, conversations=conversations)
     if not items:
         return None
     items = [item for item in items if item.site_id == items[0].site_id]
@@ -133,10 +141,19 @@ def review_group(*, sites: QuerySet[Site], refs: Collection[str]) -> ReviewGroup
     return _group(items, similarity)
 
 
-def review_items(*, sites: QuerySet[Site], refs: Collection[str] | None = None) -> list[ReviewItem]:
-    """Pending items of ``sites``, oldest first; only those named in ``refs`` when given."""
+def review_items(
+    *,
+    sites: QuerySet[Site],
+    refs: Collection[str] | None = None,
+    conversations: QuerySet[Conversation] | None = None,
+) -> list[ReviewItem]:
+    """Pending items of ``sites``, oldest first; only those named in ``refs`` when given, and
+    only from ``conversations`` when given."""
     decisions = _pending_decisions(sites)
     answers = _unhelpful_answers(sites)
+    if conversations is not None:
+        decisions = decisions.filter(conversation__in=conversations)
+        answers = answers.filter(conversation__in=conversations)
     if refs is not None:
         decisions = decisions.filter(pk__in=_ids(refs, "d"))
         answers = answers.filter(pk__in=_ids(refs, "m"))
@@ -285,6 +302,7 @@ def review_entry_create(
     answer: str,
     language: str,
     tags: str = "",
+    conversations: QuerySet[Conversation] | None = None,
 ) -> FaqEntry:
     """Create the FAQ entry a group asked for, mark the group reviewed, reindex after commit.
 
@@ -302,7 +320,8 @@ def review_entry_create(
             language=language,
             tags=tags.strip(),
         )
-        _mark_reviewed(review_items(sites=Site.objects.filter(pk=site.pk), refs=refs))
+        site_only = Site.objects.filter(pk=site.pk)
+        _mark_reviewed(review_items(sites=site_only, refs=refs, conversations=conversations))
         knowledge_reindex_after_commit(site_id=site.pk)
     return entry
 
@@ -311,9 +330,14 @@ def _questions(site: Site) -> list[str]:
     return list(FaqEntry.objects.filter(site=site).values_list("question", flat=True))
 
 
-def review_dismiss(*, sites: QuerySet[Site], refs: Collection[str]) -> int:
+def review_dismiss(
+    *,
+    sites: QuerySet[Site],
+    refs: Collection[str],
+    conversations: QuerySet[Conversation] | None = None,
+) -> int:
     """Mark the items reviewed without a new entry. How many were still pending."""
-    items = review_items(sites=sites, refs=refs)
+    items = review_items(sites=sites, refs=refs, conversations=conversations)
     with transaction.atomic():
         _mark_reviewed(items)
     return len(items)
