@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 #    errors ``identity_required``, ``identity_invalid``, ``identity_expired``; consent:
 #    ``message.create`` gains ``consent``, error ``consent_required``.
 #    bot: ``message.created`` gains ``clarify`` (the "Did you mean …?" quick replies).
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
 ConversationId = Annotated[int, Field(ge=1, le=2**62)]
@@ -571,10 +571,27 @@ def parse_frame(raw: str | bytes | None, adapter: TypeAdapter[Any], *, max_bytes
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "A frame must be a JSON object.")
     ref = data.get("client_id") if isinstance(data.get("client_id"), str) else None
+    if _has_nul(data):  # PostgreSQL cannot store it in text; no client needs it
+        raise ProtocolError(ErrorCode.INVALID_FRAME, "Text may not contain NUL characters.", ref)
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
         raise _error_from_validation(exc, data, ref) from None
+
+
+def _has_nul(data: Any) -> bool:
+    stack = [data]  # a loop, not recursion: frames may nest as deep as the JSON parser allows
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _error_from_validation(

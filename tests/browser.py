@@ -56,7 +56,9 @@ def browsers() -> Iterator[Callable[[], WebDriver]]:
         driver.quit()
 
 
-def wait(driver: WebDriver, seconds: float = 10) -> WebDriverWait:
+# A deadline, not a sleep: on a busy machine a server's first bot answer (models loaded, index
+# built) can take this long.
+def wait(driver: WebDriver, seconds: float = 45) -> WebDriverWait:
     return WebDriverWait(driver, seconds, poll_frequency=0.05)
 
 

@@ -127,11 +127,16 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"daphne did not listen on port {port} within {timeout} s")
 
 
+# Deadlines, not sleeps: a busy machine may take this long for a server's first bot answer
+# (it loads the embedding models and builds the site's index).
+FRAME_DEADLINE = 45.0
+
+
 def frames_until(ws: ClientConnection, frame_type: str, **match: Any) -> list[dict[str, Any]]:
     """Read frames up to and including the first of ``frame_type`` matching ``match``."""
     seen = []
     while True:
-        frame = json.loads(ws.recv(timeout=10))
+        frame = json.loads(ws.recv(timeout=FRAME_DEADLINE))
         seen.append(frame)
         if frame["type"] == frame_type and all(frame.get(k) == v for k, v in match.items()):
             return seen

@@ -5,13 +5,30 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
 from chat.models import CsatRating
 from tests.browser import browsers, console_login, open_demo_widget, wait  # noqa: F401
 from tests.live import daphne_server
+
+THUMBS_UP = ".msg--bot [data-helpful='true']"
+
+
+def clicked(driver: WebDriver, css: str) -> bool:
+    """Click the element if nothing covers it now (it may be re-rendered or still scrolling)."""
+    try:
+        driver.find_element(By.CSS_SELECTOR, css).click()
+    except (ElementClickInterceptedException, StaleElementReferenceException):
+        return False
+    return True
+
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,10 +43,11 @@ def test_it_asks_for_a_rating_at_close_and_reports_it(browsers):  # noqa: F811
         # The first answer builds the site's index and loads the embedding model: slow when
         # the machine is busy.
         thumbs_up = wait(visitor, 120).until(
-            ec.element_to_be_clickable((By.CSS_SELECTOR, ".msg--bot [data-helpful='true']"))
+            ec.element_to_be_clickable((By.CSS_SELECTOR, THUMBS_UP))
         )
         assert thumbs_up.text == "👍"
-        thumbs_up.click()
+        # The list scrolls smoothly to the new answer: click once it has stopped under the footer.
+        wait(visitor).until(lambda driver: clicked(driver, THUMBS_UP))
         wait(visitor).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, ".msg__feedback--done"))
         )
@@ -45,9 +63,10 @@ def test_it_asks_for_a_rating_at_close_and_reports_it(browsers):  # noqa: F811
         wait(visitor).until(
             ec.visibility_of_element_located((By.CSS_SELECTOR, ".msg--agent[data-seq]"))
         )
-        skip = wait(agent).until(ec.presence_of_element_located((By.ID, "skip-survey")))
-        assert not skip.is_selected()  # the survey is asked unless the agent ticks this
-        agent.find_element(By.ID, "close-conversation").click()
+        # "without rating survey" stays unticked: the survey is asked. The header re-renders
+        # live (htmx) when the conversation changes, so click whichever copy is current.
+        wait(agent).until(ec.presence_of_element_located((By.ID, "skip-survey")))
+        wait(agent).until(lambda driver: clicked(driver, "#close-conversation"))
         wait(agent).until(ec.text_to_be_present_in_element((By.ID, "conv-header"), "Closed"))
 
         survey = wait(visitor).until(ec.visibility_of_element_located((By.ID, "csat")))

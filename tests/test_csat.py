@@ -56,6 +56,7 @@ def test_it_stores_feedback_on_each_bot_answer_and_offers_a_person_on_thumbs_dow
     conversation = started(site, visitor_a)
     first = bot_answer(conversation, "First answer.")
     second = bot_answer(conversation, "Second answer.")
+    third = bot_answer(conversation, "Third answer.")
 
     feedback_record(conversation=conversation, seq=first.seq, helpful=True)
     conversation.refresh_from_db()
@@ -65,11 +66,18 @@ def test_it_stores_feedback_on_each_bot_answer_and_offers_a_person_on_thumbs_dow
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.helpful, second.helpful) == (True, False)
+    offer = Message.objects.filter(conversation=conversation).order_by("-seq").first()
+    assert offer is not None and offer.meta.get("event") == "unhelpful"
+    assert "Talk to a person" in offer.body  # 👎 offers a person...
     conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.BOT
+
+    feedback_record(conversation=conversation, seq=third.seq, helpful=False)
+    conversation.refresh_from_db()  # ...and the next 👎 hands over
     assert conversation.status == Conversation.Status.WAITING
     assert conversation.handoff_reason == "unhelpful"
     unhelpful = [i for i in review_items(sites=Site.objects.all()) if i.kind == "unhelpful"]
-    assert [item.answer_seq for item in unhelpful] == [second.seq]
+    assert sorted(item.answer_seq for item in unhelpful) == [second.seq, third.seq]
 
 
 def test_it_refuses_feedback_on_anything_but_a_bot_answer(site, visitor_a):

@@ -26,7 +26,7 @@ async def test_it_refuses_a_foreign_origin_at_connect(site):
 async def test_it_accepts_the_sites_own_allowed_origin(site):
     client, connected, _ = await widget_connect(site, origin="https://shop.acme.test")
     assert connected
-    assert (await client.expect("session.ready"))["protocol_version"] == 4
+    assert (await client.expect("session.ready"))["protocol_version"] == 5
     await client.close()
 
 
@@ -143,4 +143,17 @@ async def test_it_reads_the_message_limit_from_settings(site, visitor_a):
     client = await widget_for(visitor_a)
     await client.send(type="message.create", client_id="c1", body="eleven chars")
     assert (await client.expect("error"))["code"] == "too_large"
+    await client.close()
+
+
+async def test_it_refuses_nul_characters_in_any_text_and_stores_nothing(site):
+    """PostgreSQL cannot store NUL in text: the frame is refused, typed, before any service."""
+    client, _, _ = await widget_connect(site)
+    await client.expect("session.ready")
+    await client.send(type="message.create", client_id="nul-1", body="hello\u0000world")
+    error = await client.expect("error")
+    assert (error["code"], error["ref"]) == ("invalid_frame", "nul-1")
+    assert await count_messages() == 0
+    await client.send(type="ping")  # the socket is still open and serving
+    await client.expect("pong")
     await client.close()

@@ -380,6 +380,7 @@
   function logout() {
     state.identity = null;
     state.verified = false;
+    state.token = null;
     save(keys.token, null);
     save(keys.seen, null);
     const socket = state.socket;

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0005_csat'),
+        ('chat', '0007_csat'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_attachments_and_receipts'),
+        ('chat', '0006_attachments_and_receipts'),
     ]
 
     operations = [

@@ -16,7 +16,7 @@ def give_each_site_its_own_secret(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0005_csat_report_indexes"),
+        ("chat", "0009_csat_report_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

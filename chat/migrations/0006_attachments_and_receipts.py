@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0003_console_work'),
+        ('chat', '0005_console_work'),
     ]
 
     operations = [

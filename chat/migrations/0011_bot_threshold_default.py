@@ -16,7 +16,7 @@ def follow_new_default(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor)
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0007_privacy"),
+        ("chat", "0010_privacy"),
     ]
 
     operations = [
