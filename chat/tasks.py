@@ -5,7 +5,12 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_init
 
-from chat.services.bot import bot_respond, bot_warm_up_in_background
+from chat.services.bot import (
+    bot_respond,
+    bot_respond_in_background,
+    bot_uses_model,
+    bot_warm_up_in_background,
+)
 
 
 @worker_process_init.connect
@@ -18,8 +23,13 @@ def warm_up_bot(**kwargs: Any) -> None:
     bot_warm_up_in_background()
 
 
-@shared_task(acks_late=True, max_retries=3, default_retry_delay=2)
-def bot_answer(conversation_id: int, seq: int) -> None:
+@shared_task(bind=True, acks_late=True, max_retries=3, default_retry_delay=2)
+def bot_answer(self: Any, conversation_id: int, seq: int) -> None:
+    # Eager (no broker), "delay" runs here, on the socket or request that stored the message.
+    # Retrieval takes milliseconds and stays inline; a model's seconds run beside it.
+    if self.request.is_eager and bot_uses_model(conversation_id=conversation_id):
+        bot_respond_in_background(conversation_id=conversation_id, seq=seq)
+        return
     bot_respond(conversation_id=conversation_id, seq=seq)
 
 

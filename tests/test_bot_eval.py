@@ -130,3 +130,29 @@ def test_it_prints_a_readable_report_without_json(tmp_path: Path) -> None:
 def test_it_refuses_a_directory_without_the_two_files(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"train\.csv not found"):
         call_command("bot_eval", str(tmp_path), "--json")
+
+
+def test_it_holds_categories_out_of_train_and_asks_their_questions_as_out_of_scope(
+    tmp_path: Path,
+) -> None:
+    from bots.holdout import hold_out
+
+    source, destination = tmp_path / "source", tmp_path / "oos"
+    source.mkdir()
+    categories = [f"topic_{n}" for n in range(6)]
+    write(source / "train.csv", [(f"train {c} {i}", c) for c in categories for i in range(3)])
+    write(source / "test.csv", [(f"test {c}", c) for c in categories])
+
+    held = hold_out(source, destination, count=2, seed=1)
+
+    assert len(held) == 2 and set(held) <= set(categories)
+    assert hold_out(source, tmp_path / "again", count=2, seed=1) == held  # the seed fixes them
+    with (destination / "train.csv").open(newline="", encoding="utf-8") as file:
+        train = list(csv.DictReader(file))
+    with (destination / "test.csv").open(newline="", encoding="utf-8") as file:
+        test = {row["text"]: row["category"] for row in csv.DictReader(file)}
+    assert {row["category"] for row in train} == set(categories) - set(held)
+    assert len(train) == 3 * (len(categories) - 2)
+    assert test == {f"test {c}": "oos" if c in held else c for c in categories}
+    with pytest.raises(ValueError, match="can hold out 1 to 5 categories"):
+        hold_out(source, destination, count=6)

@@ -124,6 +124,18 @@ def bot_turn(conversation: Conversation) -> float:
     return time.monotonic() - started
 
 
+async def turn_logged(visitor: Visitor, timeout: float = 10) -> BotDecision:
+    """The decision row a turn writes last: once there, the turn's thread is done with the
+    database (a test's teardown must not flush it from under the turn)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await BotDecision.objects.filter(conversation__visitor=visitor).afirst()
+        if row is not None:
+            return row
+        assert time.monotonic() < deadline, "the bot's turn never finished"
+        await asyncio.sleep(0.02)  # polling for the row, with a deadline
+
+
 def bot_messages(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.filter(author=Message.Author.BOT))
 
@@ -413,10 +425,11 @@ async def test_it_streams_deltas_then_the_stored_answer_with_citations(site, vis
 
     streaming = await widget.expect("message.streaming")
     stream_id = streaming["stream_id"]
-    frames = await widget.drain()
+    # The turn runs beside the socket: wait for its end, then look at everything before it.
+    ended = await widget.expect("message.stream_ended")
+    frames = [*await widget.drain(), ended]
     deltas = [f for f in frames if f["type"] == "message.delta"]
     [answer] = [f for f in frames if f["type"] == "message.created" and f["author"] == "bot"]
-    [ended] = [f for f in frames if f["type"] == "message.stream_ended"]
 
     assert len(deltas) >= 3 and {d["stream_id"] for d in deltas} == {stream_id}
     assert "".join(d["text"] for d in deltas) == SHIPPING_ANSWER
@@ -431,6 +444,7 @@ async def test_it_streams_deltas_then_the_stored_answer_with_citations(site, vis
     ]
     assert answer["source"] is None and answer["ask_feedback"] is True
     assert ended["stream_id"] == stream_id
+    await turn_logged(visitor_a)
     await widget.close()
 
 
@@ -445,6 +459,7 @@ async def test_it_ends_the_stream_without_an_answer_when_the_model_hands_off(sit
     await widget.expect("message.stream_ended", stream_id=stream_id)
     frames = await widget.drain()
     assert not [f for f in frames if f["type"] == "message.created" and f["author"] == "bot"]
+    assert (await turn_logged(visitor_a)).reason == "llm_handoff"
     await widget.close()
 
 
@@ -478,6 +493,58 @@ async def test_it_shows_the_first_words_long_before_the_answer_is_done(
     # pieces, 0.25 s apart). How soon they come is the benchmark's business, not a test's.
     assert stored - first_words > 0.4
     await widget.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_streams_to_the_widget_without_a_broker_and_keeps_answering_its_frames(
+    site, visitor_a, llm, settings
+):
+    assert celery_app.conf.task_always_eager  # the embedded default: no worker
+    settings.OPENAI_TIMEOUT = 5
+    llm.script(
+        Reply.text("Standard shipping ", "takes 3–5 ", "business days [1].", piece_delay=0.4)
+    )
+    await database_sync_to_async(knowledge_index)(site)  # built, as the warm-up does
+    widget = await widget_for(visitor_a)
+    started = time.monotonic()
+    await widget.send(type="message.create", client_id="c1", body=CONFIDENT)
+    await widget.expect("message.streaming")
+    await widget.expect("message.delta")
+    first_words = time.monotonic() - started
+    await widget.send(type="ping")
+    await widget.expect("pong")
+    pong = time.monotonic() - started
+    answer = await widget.expect("message.created", author="bot")
+    stored = time.monotonic() - started
+
+    # The first words were on screen while two more pieces (0.4 s apart) were being written,
+    # and the socket answered the ping meanwhile.
+    assert stored - first_words > 0.6
+    assert first_words < pong < stored - 0.2
+    assert answer["body"] == SHIPPING_ANSWER
+    assert (await turn_logged(visitor_a)).used_llm
+    await widget.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_runs_model_turns_beside_the_request_without_a_broker(site, visitor_a, llm, settings):
+    settings.OPENAI_TIMEOUT = 5
+    llm.script(
+        Reply.text("Standard shipping ", "takes 3–5 ", "business days [1].", piece_delay=0.3)
+    )
+    knowledge_index(site)
+    conversation = conversation_start(site=site, visitor=visitor_a)
+    started = time.monotonic()
+    visitor_message_receive(conversation=conversation, body=CONFIDENT, client_id="c1")
+    returned = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    while not BotDecision.objects.filter(conversation=conversation).exists():
+        assert time.monotonic() < deadline, "the bot never answered"
+        time.sleep(0.02)  # polling for the turn's decision row, with a deadline
+
+    assert returned < 0.5  # the model writes for ~0.6 s after this returned
+    [answer] = bot_messages(conversation)
+    assert answer.body == SHIPPING_ANSWER and answer.meta["model"] == "test-model"
 
 
 @pytest.mark.browser

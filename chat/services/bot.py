@@ -7,12 +7,15 @@ Every turn leaves a ``BotDecision`` row saying what was decided and on which sco
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from asgiref.sync import SyncToAsync, async_to_sync
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Max
@@ -38,6 +41,8 @@ LLM_HANDOFF = "llm_handoff"  # the hand-off reason when the model calls handoff_
 FINAL_HANDOFFS = {bots.HandoffReason.ASKED_FOR_HUMAN, bots.HandoffReason.NO_KNOWLEDGE}
 # Sites whose indexes a starting process builds ahead of their first visitor.
 WARM_SITES = 16
+# Model turns at once in a process without a Celery broker; more wait their turn in line.
+EAGER_MODEL_TURNS = 4
 
 Candidates = Sequence[tuple[bots.KnowledgeEntry, float]]
 
@@ -89,6 +94,57 @@ def bot_respond(*, conversation_id: int, seq: int) -> None:
         used_llm=outcome.used_llm,
         latency_ms=round((time.monotonic() - started) * 1000, 1),
     )
+
+
+def bot_uses_model(*, conversation_id: int) -> bool:
+    """Whether the bot's turn in this conversation would call a language model."""
+    conversation = Conversation.objects.select_related("site").filter(pk=conversation_id).first()
+    return conversation is not None and llm_client(conversation.site) is not None
+
+
+_eager_pool: ThreadPoolExecutor | None = None
+_eager_pool_lock = threading.Lock()
+_eager_turns: set[asyncio.Task[None]] = set()  # strong references until each is done
+
+
+def bot_respond_in_background(*, conversation_id: int, seq: int) -> None:
+    """``bot_respond`` in a small process-wide thread pool, for eager Celery (no broker).
+
+    Run inline, a model turn would hold the visitor's socket for the seconds the model
+    writes: no delta could reach the widget before the whole answer, nor any other frame be
+    answered. Called under daphne, the turn is started from the server's event loop, so its
+    frames are sent from that loop: the in-memory channel layer (the one eager Celery runs
+    with) cannot wake a receiver from another loop. Each turn closes its database connection.
+    """
+    global _eager_pool
+    with _eager_pool_lock:
+        if _eager_pool is None:
+            _eager_pool = ThreadPoolExecutor(EAGER_MODEL_TURNS, thread_name_prefix="bot-turn")
+        pool = _eager_pool
+
+    def run() -> None:
+        try:
+            bot_respond(conversation_id=conversation_id, seq=seq)
+        except Exception:  # nobody awaits it: say it here; bot.delayed tells the visitor
+            log.exception("Bot turn failed on conversation %s", conversation_id)
+        finally:
+            connection.close()
+
+    loop = async_to_sync(_running_loop)()  # the server's loop when there is one
+    if loop.is_closed():  # a loop made for this call only: no server here, a plain thread
+        pool.submit(run)
+        return
+
+    def start() -> None:
+        task = loop.create_task(SyncToAsync(run, thread_sensitive=False, executor=pool)())
+        _eager_turns.add(task)
+        task.add_done_callback(_eager_turns.discard)
+
+    loop.call_soon_threadsafe(start)
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 def _carry_out(
