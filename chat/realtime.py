@@ -116,10 +116,17 @@ async def _redis_watch(url: str) -> None:
     )
     run_id: str | None = None
     failing = False
+    task = asyncio.current_task()
     while True:
+        # redis-py may swallow a cancellation (the loop shutting down), or turn it into a
+        # connection error: without this check the task, and the loop, would live for ever.
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         try:
             now = str((await client.info("server"))["run_id"])
         except Exception:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
             if not failing:
                 log.warning("Redis is not answering; sockets will be reset once it is back")
             failing = True
