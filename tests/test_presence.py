@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -19,9 +21,20 @@ from tests.queueing import at_console, automatic, queued
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+async def socket_of(agent: Agent) -> AgentSocket:
+    """The agent's socket row, which the console records just after saying it is ready."""
+    deadline = time.monotonic() + 10
+    while True:
+        socket = await database_sync_to_async(AgentSocket.objects.filter(agent=agent).first)()
+        if socket is not None or time.monotonic() > deadline:
+            assert socket is not None, "the console's connection was never recorded"
+            return socket
+        await asyncio.sleep(0.02)
+
+
 async def test_it_records_a_heartbeat_when_the_console_connects_and_pings(alice):
     console = await console_for(alice.user)
-    socket = await database_sync_to_async(AgentSocket.objects.get)(agent=alice)
+    socket = await socket_of(alice)
     await database_sync_to_async(AgentSocket.objects.filter(pk=socket.pk).update)(
         last_seen_at=timezone.now() - timedelta(seconds=50)
     )
