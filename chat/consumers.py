@@ -7,7 +7,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -85,6 +84,7 @@ from chat.services.visitors import (
     visitor_from_token,
     visitor_token,
 )
+from chat.threads import DaemonThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,14 @@ TYPING_EVERY = 1.0  # seconds; clients send every 3 s and show the indicator for
 
 
 @cache
-def frame_threads() -> ThreadPoolExecutor:
+def frame_threads() -> DaemonThreadPool:
     """The threads that run socket frames, shared by every socket of the process.
 
     Channels runs all sync consumers in one thread, so one socket's database round trip
     held up every other socket and every delivery. Frames of one socket still run one at a
     time, in order (the consumer awaits each before reading the next).
     """
-    return ThreadPoolExecutor(
+    return DaemonThreadPool(
         max_workers=settings.HELPDESK_FRAME_THREADS, thread_name_prefix="frames"
     )
 

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -28,6 +27,7 @@ from chat.models import BotDecision, Conversation, Message, Site
 from chat.services.conversations import conversation_handoff
 from chat.services.llm import AnswerStream, answer_stream, llm_client
 from chat.services.messages import message_post
+from chat.threads import DaemonThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def bot_uses_model(*, conversation_id: int) -> bool:
     return conversation is not None and llm_client(conversation.site) is not None
 
 
-_eager_pool: ThreadPoolExecutor | None = None
+_eager_pool: DaemonThreadPool | None = None
 _eager_pool_lock = threading.Lock()
 _eager_turns: set[asyncio.Task[None]] = set()  # strong references until each is done
 
@@ -119,7 +119,7 @@ def bot_respond_in_background(*, conversation_id: int, seq: int) -> None:
     global _eager_pool
     with _eager_pool_lock:
         if _eager_pool is None:
-            _eager_pool = ThreadPoolExecutor(EAGER_MODEL_TURNS, thread_name_prefix="bot-turn")
+            _eager_pool = DaemonThreadPool(EAGER_MODEL_TURNS, thread_name_prefix="bot-turn")
         pool = _eager_pool
 
     def run() -> None:
