@@ -31,6 +31,7 @@ from chat.protocol import (
     AgentOut,
     BotDelayed,
     ConversationClose,
+    ConversationOut,
     ConversationSync,
     CsatCreate,
     CsatRecorded,
@@ -111,6 +112,13 @@ def frame_threads() -> DaemonThreadPool:
     return DaemonThreadPool(
         max_workers=settings.HELPDESK_FRAME_THREADS, thread_name_prefix="frames"
     )
+
+
+def session_of(visitor: Visitor) -> tuple[VisitorOut, ConversationOut | None]:
+    """Who the widget is (with a fresh token) and their latest conversation, if any."""
+    latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
+    visitor_out = VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor))
+    return visitor_out, conversation_frame(latest) if latest else None
 
 
 class ProtocolConsumer(WebsocketConsumer):
@@ -289,13 +297,8 @@ class WidgetConsumer(ProtocolConsumer):
         self.site, self.visitor = site, visitor
         self.allowed = access.VisitorConversations(visitor)
         self.accept()
-        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
-        self.send_frame(
-            SessionReady(
-                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
-                conversation=conversation_frame(latest) if latest else None,
-            )
-        )
+        visitor_out, latest = session_of(visitor)
+        self.send_frame(SessionReady(visitor=visitor_out, conversation=latest))
 
     def visitor_for(self, site: Site, token: str) -> Visitor:
         if token:
@@ -429,24 +432,20 @@ class WidgetConsumer(ProtocolConsumer):
             self.groups_joined.clear()
             self.visitor = visitor
             self.allowed = access.VisitorConversations(visitor)
-        latest = access.conversations_for_visitor(visitor).order_by("-created_at").first()
+        visitor_out, latest = session_of(visitor)
         self.send_frame(
-            VisitorIdentified(
-                visitor=VisitorOut(id=str(visitor.public_id), token=visitor_token(visitor)),
-                verified=claim.verified,
-                conversation=conversation_frame(latest) if latest else None,
-            )
+            VisitorIdentified(visitor=visitor_out, verified=claim.verified, conversation=latest)
         )
 
     def transcript_request(self, frame: TranscriptRequest) -> None:
         conversation = self.conversation(frame.conversation_id)
-        self.visitor.refresh_from_db(fields=["email"])
-        if not self.visitor.email:
+        try:
+            email = notifications.transcript_request(conversation=conversation)
+        except notifications.NoAddress:
             raise ProtocolError(
                 ErrorCode.INVALID_FRAME, _("Leave your e-mail address first."), "transcript"
-            )
-        notifications.transcript_send(conversation=conversation)
-        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=self.visitor.email))
+            ) from None
+        self.send_frame(TranscriptQueued(conversation_id=conversation.pk, email=email))
 
     def handoff_request(self, frame: HandoffRequest) -> None:
         conversation = self.conversation(frame.conversation_id)

@@ -1,5 +1,5 @@
 """Things that break, for the fault tests: a Redis of our own, a cuttable line to PostgreSQL,
-a Celery worker we can stop, and a client that survives all of it by the book.
+and a client that survives all of it by the book.
 
 The client (``Peer``) is written only from docs/protocol.md: it keeps an outbox of messages
 the server has not acknowledged, resends them with their ``client_id`` after every reconnect
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -187,52 +185,6 @@ class TcpProxy:
                 self.writers.discard(writer)
 
         await asyncio.gather(pipe(client_reader, upstream), pipe(upstream_reader, client))
-
-
-# --- Celery worker -------------------------------------------------------------------------
-
-
-class CeleryWorker:
-    """``celery -A helpdesk worker`` as its own process, stopped and started by the test."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = ROOT / "var" / f"celery-{os.getpid()}-{id(self)}.log"
-
-    def start(self) -> CeleryWorker:
-        with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "helpdesk",
-                    "worker",
-                    "--pool=solo",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-l",
-                    "info",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # --- A client that does everything docs/protocol.md asks ---------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +32,7 @@ from chat.services.messages import message_post
 from helpdesk import celery_app
 from tests.browser import browsers, wait  # noqa: F401  (fixture)
 from tests.conftest import widget_for
-from tests.live import ROOT, child_database_env, daphne_server
+from tests.live import CeleryWorker, child_database_env, daphne_server
 from tests.openai_server import OpenAIServer, Reply
 from tests.test_settings import load_settings
 
@@ -580,7 +578,7 @@ def test_it_shows_the_cited_entries_under_the_answer_in_the_widget(site, openai_
 
 
 @pytest.fixture
-def worker_with_llm(openai_server: OpenAIServer) -> Iterator[subprocess.Popen[bytes]]:
+def worker_with_llm(openai_server: OpenAIServer) -> Iterator[CeleryWorker]:
     """A real Celery worker whose LLM is the local server."""
     if not django_settings.REDIS_URL:
         pytest.skip("needs REDIS_URL: the embedded defaults have no broker (Celery runs eager)")
@@ -592,18 +590,10 @@ def worker_with_llm(openai_server: OpenAIServer) -> Iterator[subprocess.Popen[by
         "OPENAI_BASE_URL": openai_server.base_url,
         "OPENAI_TIMEOUT": "5",
     }
-    command = [sys.executable, "-m", "celery", "-A", "helpdesk", "worker", "--pool=solo"]
-    process = subprocess.Popen(
-        [*command, "-l", "warning"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = CeleryWorker(env)
     celery_app.conf.task_always_eager = False
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
+    yield worker.start()
+    worker.stop()
 
 
 @pytest.mark.slow

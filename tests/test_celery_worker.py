@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,7 +11,7 @@ from django.conf import settings
 from chat.models import Message
 from chat.services.conversations import conversation_start, visitor_message_receive
 from helpdesk import celery_app
-from tests.live import ROOT, child_database_env
+from tests.live import CeleryWorker, child_database_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -22,28 +20,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def worker():
     if not settings.REDIS_URL:
         pytest.skip("needs REDIS_URL: the embedded defaults have no broker (Celery runs eager)")
-    env = {**os.environ, **child_database_env(), "CELERY_EAGER": "false"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "helpdesk",
-            "worker",
-            "--pool=solo",
-            "-l",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = CeleryWorker({**os.environ, **child_database_env(), "CELERY_EAGER": "false"})
     celery_app.conf.task_always_eager = False
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
+    yield worker.start()
+    worker.stop()
 
 
 def test_it_answers_through_a_worker_when_a_broker_is_configured(site, visitor_a, worker):

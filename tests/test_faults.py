@@ -20,8 +20,8 @@ from chat.models import Agent, Conversation, Message, Site, Visitor
 from chat.services.conversations import conversation_start, conversation_take
 from chat.services.visitors import visitor_token
 from tests.conftest import session_cookie
-from tests.faults import CeleryWorker, Peer, TcpProxy, child_env, own_redis, until
-from tests.live import DaphneProcess
+from tests.faults import Peer, TcpProxy, child_env, own_redis, until
+from tests.live import CeleryWorker, DaphneProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -311,6 +311,20 @@ def email_fallback_sweep(*, now: datetime | None = None) -> int:
     return sent
 
 
+class NoAddress(Exception):
+    """The visitor has left no e-mail address to send to."""
+
+
+def transcript_request(*, conversation: Conversation) -> str:
+    """The visitor asked for the transcript: e-mail it to the address they left (perhaps on
+    another page since their socket connected). Returns the address; ``NoAddress`` if none."""
+    conversation.visitor.refresh_from_db(fields=["email"])
+    if not conversation.visitor.email:
+        raise NoAddress
+    transcript_send(conversation=conversation)
+    return conversation.visitor.email
+
+
 def transcript_send(*, conversation: Conversation, to: str | None = None) -> Delivery | None:
     """E-mail the whole conversation to the visitor (on request, or when it closes)."""
     address = to or conversation.visitor.email
