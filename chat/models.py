@@ -19,7 +19,10 @@ import bots
 
 
 def new_site_key() -> str:
-    return secrets.token_urlsafe(16)
+    """A random URL-safe key that never starts with ``-``, so commands take it as an argument."""
+    while (key := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return key
 
 
 def new_identity_secret() -> str:

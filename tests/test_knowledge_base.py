@@ -23,7 +23,7 @@ from chat.knowledge.entries import (
 )
 from chat.knowledge.formats import KbFormat
 from chat.knowledge.passages import MAX_WORDS, split_passages, word_count
-from chat.models import Article, FaqEntry, Site
+from chat.models import Article, FaqEntry, Site, new_site_key
 from chat.services.knowledge import knowledge_export, knowledge_import, site_faq_entries
 
 pytestmark = pytest.mark.django_db
@@ -542,3 +542,7 @@ def test_it_does_not_reindex_when_nothing_changed_or_the_import_rolled_back(
             knowledge_import(site=site, text=BAD_FILES[KbFormat.JSON], fmt=KbFormat.JSON)
             raise RuntimeError("rolled back")
     assert callbacks == []
+
+
+def test_site_keys_never_start_with_a_dash_so_commands_take_them_as_arguments():
+    assert not [key for key in (new_site_key() for _ in range(2000)) if key.startswith("-")]
