@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -839,6 +839,7 @@ class PushSubscription(models.Model):
     auth = models.CharField(max_length=100)
     user_agent = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    loaded_agent_id: int | None = None  # the owner when read from the database
 
     class Meta:
         constraints = [
@@ -851,6 +852,12 @@ class PushSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent or self.visitor}: {urlsplit(self.endpoint).netloc}"
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> PushSubscription:
+        row = super().from_db(db, field_names, values)
+        row.loaded_agent_id = row.agent_id  # whose it was, should a save move it
+        return row
 
     def info(self) -> dict[str, object]:
         """The ``subscription_info`` pywebpush takes."""

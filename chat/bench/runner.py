@@ -11,8 +11,11 @@ from typing import Any
 from chat.bench import load
 from chat.bench.servers import CpuMeter, Server, memory_mib, profiled
 
-# The ramp stops at the first step whose p99 is over this, or that loses a message.
+# The ramp stops at the first step whose p99 is over this, or that loses a message, twice:
+# a step that misses is tried once more, so one stall of a noisy machine (another tenant, a
+# checkpoint) does not pass for the server's limit. Baseline and product follow one rule.
 P99_LIMIT_MS = 100.0
+STEP_TRIES = 2
 
 
 @dataclass(frozen=True)
@@ -98,23 +101,33 @@ async def _saturate(server: Server, pairs: Sequence[load.Pair], plan: Plan) -> d
 
 
 async def _ramp(server: Server, pairs: Sequence[load.Pair], plan: Plan) -> dict[str, Any]:
-    """Offer more each step until p99 passes the limit or a message is lost.
+    """Offer more each step until p99 passes the limit or a message is lost (in each of
+    ``STEP_TRIES`` tries of the step).
 
     The result is the last step that held (its delivered rate is the sustained rate), with
-    every step attached; when even the first step fails the sustained rate is 0.
+    every step tried attached; when even the first step fails the sustained rate is 0.
     """
     steps: list[dict[str, Any]] = []
     held: dict[str, Any] | None = None
     total = plan.ramp_start
     for _ in range(plan.max_steps):
-        step = await _step(
-            server, pairs, plan, duration=plan.step_duration, per_conversation=total / len(pairs)
-        )
-        step["offered_msgs_per_s"] = round(total, 1)
-        steps.append(step)
-        if step["p99_ms"] > P99_LIMIT_MS or step["lost"]:
+        passed = None
+        for _try in range(STEP_TRIES):
+            step = await _step(
+                server,
+                pairs,
+                plan,
+                duration=plan.step_duration,
+                per_conversation=total / len(pairs),
+            )
+            step["offered_msgs_per_s"] = round(total, 1)
+            steps.append(step)
+            if step["p99_ms"] <= P99_LIMIT_MS and not step["lost"]:
+                passed = step
+                break
+        if passed is None:
             break
-        held = step
+        held = passed
         total *= plan.ramp_factor
     result = dict(held) if held else {**steps[-1], "sustained_msgs_per_s": 0.0}
     result["steps"] = steps

@@ -89,7 +89,8 @@ def profiled(server: Server, output: Path | None) -> Iterator[None]:
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [spy, "record", "-p", str(server.pid), "-f", "raw", "-o", str(output)]
+    # --gil: only the thread holding the GIL, so the stacks show where the CPU goes.
+    command = [spy, "record", "--gil", "-p", str(server.pid), "-f", "raw", "-o", str(output)]
     # Non-blocking: the server is not paused for each sample, so it runs at its own speed.
     spying = subprocess.Popen(
         [*command, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
