@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis.exceptions
 from asgiref.sync import async_to_sync
-from channels.consumer import get_handler_name
+from channels.consumer import SyncConsumer, get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
@@ -64,8 +64,11 @@ from chat.protocol import (
 from chat.ratelimit import RateLimited
 from chat.realtime import (
     FORWARD,
+    Outbox,
     agent_group,
     agents_group,
+    collecting,
+    outbox_of,
     send_now,
     site_agents_group,
     socket_closed,
@@ -121,7 +124,18 @@ def session_of(visitor: Visitor) -> tuple[VisitorOut, ConversationOut | None]:
     return visitor_out, conversation_frame(latest) if latest else None
 
 
-class ProtocolConsumer(WebsocketConsumer):
+class OutboxSend(SyncConsumer):
+    """Sends made while running one of this socket's frames wait in the frame's outbox."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        outbox = outbox_of(self)
+        if outbox is None:
+            super().send(message)
+        else:
+            outbox.socket(message)
+
+
+class ProtocolConsumer(WebsocketConsumer, OutboxSend):
     """Shared frame loop: size limit, parsing, typed errors, group bookkeeping."""
 
     frames: Any
@@ -134,23 +148,31 @@ class ProtocolConsumer(WebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]
         if message["type"] == FORWARD:
             # A finished frame from the layer: straight out, no thread, no database.
-            self.forwarded(message["frame"])
-            text = json.dumps(message["frame"], ensure_ascii=False)
-            await self.raw_send({"type": "websocket.send", "text": text})
+            # ("frame": one frame, as a process of the previous release sends it.)
+            for frame in message.get("frames") or [message["frame"]]:
+                self.forwarded(frame)
+                text = json.dumps(frame, ensure_ascii=False)
+                await self.raw_send({"type": "websocket.send", "text": text})
             return
+        # The frame runs in a thread; what it sends goes out here, on the loop, in order.
+        outbox = Outbox(self)
         run = DatabaseSyncToAsync(
             self.dispatch_sync, thread_sensitive=False, executor=frame_threads()
         )
-        await run(message)
+        try:
+            await run(message, outbox)
+        finally:
+            await outbox.flush(self.raw_send)
 
     def forwarded(self, frame: dict[str, Any]) -> None:
         """A layer frame on its way out (on the event loop: no database here)."""
 
-    def dispatch_sync(self, message: dict[str, Any]) -> None:
+    def dispatch_sync(self, message: dict[str, Any], outbox: Outbox) -> None:
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        handler(message)
+        with collecting(outbox):
+            handler(message)
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         self.groups_joined: set[str] = set()
@@ -200,7 +222,8 @@ class ProtocolConsumer(WebsocketConsumer):
             self.leave(group)
 
     def send_json(self, data: dict[str, Any]) -> None:
-        self.send(text_data=json.dumps(data, ensure_ascii=False))
+        # WebsocketConsumer.send (mypy sees the untyped base's send as OutboxSend's).
+        self.send(text_data=json.dumps(data, ensure_ascii=False))  # type: ignore[call-arg]
 
     def send_frame(self, frame: Frame) -> None:
         self.send_json(dump(frame))
@@ -351,7 +374,8 @@ class WidgetConsumer(ProtocolConsumer):
                 client_id=frame.client_id, conversation_id=message.conversation_id, seq=message.seq
             )
         )
-        if posted.created:  # a new conversation straight to the queue: its first place
+        # A new conversation straight to the queue: its first place (an assigned one has none).
+        if posted.created and message.conversation.status != Conversation.Status.ASSIGNED:
             self.send_queue_place(message.conversation)
             if message.conversation.is_with_bot:
                 self.watch_bot(message.conversation_id, message.seq)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,7 +17,8 @@ from django.db import transaction
 
 from chat.protocol import CLOSE_RESYNC, Frame, dump
 
-# Every layer event carries a finished frame; consumers have one handler for it.
+# Every layer event carries finished frames (``frames``: one or more, in order); consumers
+# have one handler for it.
 FORWARD = "frame.forward"
 
 log = logging.getLogger(__name__)
@@ -40,12 +44,71 @@ def agent_group(agent_id: int) -> str:
     return f"agent-{agent_id}"
 
 
+# --- What a socket frame sends goes out once the frame is done --------------------------
+# A sync consumer's frame runs in a thread, and each send from there (the ack, a broadcast,
+# an error) would be a hop to the event loop and back. Instead the frame's sends are kept,
+# in order, in its outbox, and the consumer sends them all on the event loop afterwards.
+_frame = threading.local()
+
+
+class Outbox:
+    """A frame's socket messages (for its own socket) and group events, in the order made."""
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+        self.items: list[tuple[list[str] | None, dict[str, Any]]] = []
+
+    def socket(self, message: dict[str, Any]) -> None:
+        self.items.append((None, message))
+
+    def groups(self, groups: list[str], event: dict[str, Any]) -> None:
+        """Frames for the same groups one after the other travel as one layer event."""
+        if self.items and self.items[-1][0] == groups:
+            self.items[-1][1]["frames"].extend(event["frames"])
+        else:
+            self.items.append((groups, event))
+
+    async def flush(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Send everything, in order; a lost broadcast (Redis down) never stops the rest."""
+        items, self.items = self.items, []
+        layer = get_channel_layer()
+        for groups, message in items:
+            if groups is None:
+                await send(message)
+                continue
+            try:
+                await _group_send_all(layer, groups, message)
+            except Exception:
+                log.warning("broadcast to %s lost", groups, exc_info=True)
+
+
+@contextmanager
+def collecting(outbox: Outbox) -> Iterator[Outbox]:
+    """Within the block, this thread's sends go to ``outbox``."""
+    previous = getattr(_frame, "outbox", None)
+    _frame.outbox = outbox
+    try:
+        yield outbox
+    finally:
+        _frame.outbox = previous
+
+
+def outbox_of(owner: object) -> Outbox | None:
+    """The outbox of the frame of ``owner`` this thread is running, if it is running one."""
+    outbox: Outbox | None = getattr(_frame, "outbox", None)
+    return outbox if outbox is not None and outbox.owner is owner else None
+
+
 def send_now(groups: list[str], frame: Frame) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    event: dict[str, Any] = {"type": FORWARD, "frame": dump(frame)}
-    async_to_sync(_group_send_all)(layer, groups, event)
+    event: dict[str, Any] = {"type": FORWARD, "frames": [dump(frame)]}
+    outbox: Outbox | None = getattr(_frame, "outbox", None)
+    if outbox is not None:
+        outbox.groups(groups, event)
+    else:
+        async_to_sync(_group_send_all)(layer, groups, event)
 
 
 async def _group_send_all(layer: Any, groups: list[str], event: dict[str, Any]) -> None:
@@ -54,9 +117,21 @@ async def _group_send_all(layer: Any, groups: list[str], event: dict[str, Any]) 
         await layer.group_send(group, event)
 
 
+def after_commit(callback: Callable[[], object]) -> None:
+    """``transaction.on_commit(callback, robust=True)``, except that outside a transaction it
+    runs now without taking a database connection (Django's checks autocommit on one)."""
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(callback, robust=True)
+        return
+    try:
+        callback()
+    except Exception:
+        log.exception("after-commit callback %s failed", getattr(callback, "__qualname__", "?"))
+
+
 def send_after_commit(groups: list[str], frame: Frame) -> None:
     """Broadcast ``frame`` once the current transaction commits, so nobody sees a rollback."""
-    transaction.on_commit(lambda: send_now(groups, frame), robust=True)
+    after_commit(lambda: send_now(groups, frame))
 
 
 def send_many_after_commit(events: list[tuple[list[str], Frame]]) -> None:
@@ -64,16 +139,16 @@ def send_many_after_commit(events: list[tuple[list[str], Frame]]) -> None:
     layer = get_channel_layer()
     if layer is None or not events:
         return
-    prepared = [(groups, {"type": FORWARD, "frame": dump(frame)}) for groups, frame in events]
+    prepared = [(groups, {"type": FORWARD, "frames": [dump(frame)]}) for groups, frame in events]
 
     async def send_all() -> None:
         for groups, event in prepared:
             await _group_send_all(layer, groups, event)
 
-    def send() -> None:  # a function: robust on_commit logs failures by __qualname__
+    def send() -> None:  # a function: failures are logged by __qualname__
         async_to_sync(send_all)()
 
-    transaction.on_commit(send, robust=True)
+    after_commit(send)
 
 
 # --- Redis went away: sockets that stayed open missed frames ---------------------------------

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy
 import bots
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
-from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.realtime import after_commit, agents_group, send_after_commit, visitor_group
 from chat.services import notifications
 from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
@@ -419,4 +419,4 @@ def _announce_queue(site_id: int) -> None:
 
 def _after_commit(notify: Callable[[], object]) -> None:
     """Notifications go out after commit, and a failure there never fails the chat."""
-    transaction.on_commit(notify, robust=True)
+    after_commit(notify)
