@@ -15,7 +15,7 @@ from chat.services.conversations import (
     visitor_message_receive,
 )
 from chat.services.messages import message_post
-from chat.services.notifications import push_subscribe
+from chat.services.notifications import agent_push_subscriptions, push_subscribe, push_unsubscribe
 from chat.services.visitors import visitor_token
 from tests.conftest import console_for, make_agent, widget_for
 from tests.queueing import at_console, automatic
@@ -136,6 +136,30 @@ def test_it_removes_a_subscription_the_push_service_says_is_gone(
     delivery = Delivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("failed", 1)
     assert "410" in delivery.error
+
+    visitor_message_receive(conversation=conversation, body="Anyone?", client_id="c2")
+    assert Delivery.objects.count() == 1  # the next reply knows it is gone
+
+
+def test_replies_find_the_agents_subscriptions_without_the_database_and_see_every_change(
+    push_service, alice, bob, django_assert_num_queries
+):
+    assert agent_push_subscriptions([alice.pk]) == []
+    first = subscribe(push_service, agent=alice)
+    assert agent_push_subscriptions([alice.pk]) == [first]
+    with django_assert_num_queries(0):
+        assert agent_push_subscriptions([alice.pk]) == [first]
+
+    theirs = subscribe(push_service, agent=bob)
+    keys = {"p256dh": first.p256dh, "auth": first.auth}
+    push_subscribe(subscription={"endpoint": first.endpoint, "keys": keys}, agent=bob)
+    assert agent_push_subscriptions([alice.pk]) == []  # one browser, one owner: now Bob's
+    assert {s.pk for s in agent_push_subscriptions([alice.pk, bob.pk])} == {first.pk, theirs.pk}
+
+    push_unsubscribe(endpoint=first.endpoint, agent=bob)
+    assert agent_push_subscriptions([bob.pk]) == [theirs]
+    bob.delete()
+    assert agent_push_subscriptions([bob.pk]) == []
 
 
 def test_it_retries_a_failing_push_service_a_bounded_number_of_times(

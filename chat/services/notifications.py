@@ -14,9 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Greatest
+from django.db.models.signals import post_delete, post_save
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -127,8 +129,48 @@ def _agent_notify(
         )
     payload = {"kind": kind, "title": title, "body": body, "url": url, "tag": tag}
     payload["scope"] = AGENT_SCOPE
-    subscriptions = list(PushSubscription.objects.filter(agent__in=agents))
+    subscriptions = agent_push_subscriptions([agent.pk for agent in agents])
     push_queue(subscriptions=subscriptions, kind=kind, payload=payload, conversation=conversation)
+
+
+# Each customer message asks for its agent's subscriptions: the cache answers, without a
+# database connection. A change anywhere (subscribe, unsubscribe, an expired one removed, an
+# erasure) forgets the agents it touched once it commits; the expiry bounds any race.
+AGENT_PUSH_CACHE_SECONDS = 60
+
+
+def _agent_push_key(agent_id: int) -> str:
+    return f"push-subscriptions-agent-{agent_id}"
+
+
+def agent_push_subscriptions(agent_ids: list[int]) -> list[PushSubscription]:
+    """The Web Push subscriptions of these agents (from the cache when it has them)."""
+    keys = {agent_id: _agent_push_key(agent_id) for agent_id in agent_ids}
+    cached: dict[str, list[PushSubscription]] = cache.get_many(list(keys.values()))
+    missing = [agent_id for agent_id, key in keys.items() if key not in cached]
+    if missing:
+        found: dict[int, list[PushSubscription]] = {agent_id: [] for agent_id in missing}
+        for row in PushSubscription.objects.filter(agent_id__in=missing).order_by("pk"):
+            found[row.agent_id].append(row)  # type: ignore[index]
+        fresh = {keys[agent_id]: rows for agent_id, rows in found.items()}
+        cache.set_many(fresh, AGENT_PUSH_CACHE_SECONDS)
+        cached.update(fresh)
+    return [row for key in keys.values() for row in cached[key]]
+
+
+def _forget_agent_push(agent_ids: set[int]) -> None:
+    keys = [_agent_push_key(agent_id) for agent_id in agent_ids]
+    transaction.on_commit(lambda: cache.delete_many(keys), robust=True)
+
+
+def _subscription_changed(sender: Any, instance: PushSubscription, **kwargs: Any) -> None:
+    # The endpoint may have moved from another agent: forget that one too.
+    owners = {instance.agent_id, getattr(instance, "loaded_agent_id", None)}
+    _forget_agent_push({agent_id for agent_id in owners if agent_id is not None})
+
+
+post_save.connect(_subscription_changed, sender=PushSubscription)
+post_delete.connect(_subscription_changed, sender=PushSubscription)
 
 
 def _preview(conversation: Conversation) -> str:
