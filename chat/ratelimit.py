@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -112,12 +113,20 @@ def rate_hits_redis(client: Any, limits: Sequence[tuple[str, str, Rate]]) -> Non
         raise RateLimited(max(waits))
 
 
+# The cache builds a new client object for every call; one per cache object (one per
+# thread) does for every hit.
+_clients: WeakKeyDictionary[RedisCache, Any] = WeakKeyDictionary()
+
+
 def _redis_client() -> Any | None:
     """The raw Redis client behind the cache, or None for any other cache."""
     backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        return backend._cache.get_client(write=True)  # type: ignore[attr-defined]
-    return None
+    if not isinstance(backend, RedisCache):
+        return None
+    client = _clients.get(backend)
+    if client is None:
+        client = _clients[backend] = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
+    return client
 
 
 def message_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
