@@ -16,24 +16,31 @@ pytestmark = pytest.mark.slow
 FIGURES = ["sustained_msgs_per_s", "p50_ms", "p99_ms", "lost", "rss_mib"]
 
 
-def test_it_measures_the_product_and_the_bare_relay_and_compares_them():
+def bench_chat(*args: str) -> dict:
     run = subprocess.run(
         [
             sys.executable,
             "manage.py",
             "bench_chat",
-            *("--conversations", "5", "--duration", "2", "--mode", "rate", "--rate", "2"),
-            *("--idle-sockets", "50", "--grace", "3", "--json"),
+            *args,
+            "--json",
             # On PostgreSQL: a database of its own, so a bench_chat run by hand is not in the way.
             *("--pg-database", f"helpdesk_bench_test_{os.getpid()}"),
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_it_measures_the_product_and_the_bare_relay_and_compares_them():
+    report = bench_chat(
+        *("--conversations", "5", "--duration", "2", "--mode", "rate", "--rate", "2"),
+        *("--idle-sockets", "50", "--grace", "3"),
+    )
 
     assert {"product", "baseline", "ratio"} <= report.keys()
     for side in ("product", "baseline"):
@@ -49,3 +56,18 @@ def test_it_measures_the_product_and_the_bare_relay_and_compares_them():
         assert figures["idle_rss_mib"] > 0, side
     assert set(FIGURES) <= report["ratio"].keys()
     assert report["ratio"]["sustained_msgs_per_s"] > 0
+
+
+def test_a_repeated_ramp_reports_each_sides_median_run_and_every_step():
+    report = bench_chat(
+        *("--conversations", "3", "--mode", "ramp", "--ramp-start", "6", "--max-steps", "2"),
+        *("--step-duration", "1", "--grace", "3", "--repeat", "3"),
+    )
+
+    for side in ("product", "baseline"):
+        figures = report[side]
+        assert len(figures["repeats"]) == 3, side
+        assert figures["sustained_msgs_per_s"] == sorted(figures["repeats"])[1], side
+        offered = [step["offered_msgs_per_s"] for step in figures["steps"]]
+        assert offered[0] == 6.0 and len(set(offered)) <= 2, side  # 6, then 6 × 1.25
+        assert figures["sustained_msgs_per_s"] > 0, side

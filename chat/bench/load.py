@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,8 @@ class Pair:
         self.conversation_id = conversation_id
         self.problems = problems
         self.counter = 0
+        # Client ids unique to these sockets: a later run's messages are new, not resends.
+        self.prefix = f"b{secrets.token_hex(4)}-{index}"
         self.in_flight: dict[str, tuple[Sent, Batch]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -171,7 +174,7 @@ class Pair:
         self, batch: Batch, intended: float, on_done: Callable[[], None] | None = None
     ) -> None:
         self.counter += 1
-        client_id = f"b{self.index}-{self.counter}"
+        client_id = f"{self.prefix}-{self.counter}"
         message = Sent(intended=intended, on_done=on_done)
         batch.add(message)
         self.in_flight[client_id] = (message, batch)
