@@ -31,6 +31,7 @@ os.environ["HELPDESK_BOT_WARM_UP"] = "false"  # and in the servers the tests sta
 
 import bots  # noqa: E402
 from chat.models import Agent, FaqEntry, Site, Team, Visitor  # noqa: E402
+from chat.services import notifications  # noqa: E402
 from chat.services.visitors import visitor_token  # noqa: E402
 from helpdesk import celery_app  # noqa: E402
 from helpdesk.asgi import application  # noqa: E402
@@ -101,6 +102,12 @@ def eager_celery() -> Iterator[None]:
 def fresh_rate_limits() -> None:
     """Rate-limit counters live in the cache; each test starts with none spent."""
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_push_memory() -> None:
+    """Each test's database is new: forget the agents' subscriptions a test before read."""
+    notifications._agent_push.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -84,6 +84,7 @@ async def _step(
         loadgen_cpu_pct=round(usage["loadgen_cpu_pct"], 1),
         machine_cpu_pct=round(usage["machine_cpu_pct"], 1),
         other_cpu_pct=round(usage["other_cpu_pct"], 1),
+        steal_pct=round(usage["steal_pct"], 1),
         rss_mib=round(rss, 1),
         rss_peak_mib=round(peak, 1),
     )

@@ -9,12 +9,12 @@ push service or a mail server, and a failure there never undoes a message.
 from __future__ import annotations
 
 import ipaddress
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Greatest
@@ -133,34 +133,37 @@ def _agent_notify(
     push_queue(subscriptions=subscriptions, kind=kind, payload=payload, conversation=conversation)
 
 
-# Each customer message asks for its agent's subscriptions: the cache answers, without a
-# database connection. A change anywhere (subscribe, unsubscribe, an expired one removed, an
-# erasure) forgets the agents it touched once it commits; the expiry bounds any race.
-AGENT_PUSH_CACHE_SECONDS = 60
-
-
-def _agent_push_key(agent_id: int) -> str:
-    return f"push-subscriptions-agent-{agent_id}"
+# Each customer message asks for its agent's subscriptions: this process remembers them for
+# a few seconds, so a message costs no database connection. A change in this process
+# (subscribe, unsubscribe, an expired one removed, an erasure) forgets the agents it touched
+# once it commits; other processes see it within AGENT_PUSH_MEMORY_SECONDS.
+AGENT_PUSH_MEMORY_SECONDS = 5.0
+_agent_push: dict[int, tuple[float, list[PushSubscription]]] = {}
 
 
 def agent_push_subscriptions(agent_ids: list[int]) -> list[PushSubscription]:
-    """The Web Push subscriptions of these agents (from the cache when it has them)."""
-    keys = {agent_id: _agent_push_key(agent_id) for agent_id in agent_ids}
-    cached: dict[str, list[PushSubscription]] = cache.get_many(list(keys.values()))
-    missing = [agent_id for agent_id, key in keys.items() if key not in cached]
+    """The Web Push subscriptions of these agents (remembered for a few seconds)."""
+    now = time.monotonic()
+    remembered = {agent_id: _agent_push.get(agent_id) for agent_id in agent_ids}
+    missing = [a for a, kept in remembered.items() if kept is None or kept[0] <= now]
     if missing:
         found: dict[int, list[PushSubscription]] = {agent_id: [] for agent_id in missing}
         for row in PushSubscription.objects.filter(agent_id__in=missing).order_by("pk"):
             found[row.agent_id].append(row)  # type: ignore[index]
-        fresh = {keys[agent_id]: rows for agent_id, rows in found.items()}
-        cache.set_many(fresh, AGENT_PUSH_CACHE_SECONDS)
-        cached.update(fresh)
-    return [row for key in keys.values() for row in cached[key]]
+        for agent_id, rows in found.items():
+            remembered[agent_id] = _agent_push[agent_id] = (
+                now + AGENT_PUSH_MEMORY_SECONDS,
+                rows,
+            )
+    return [row for kept in remembered.values() if kept for row in kept[1]]
 
 
 def _forget_agent_push(agent_ids: set[int]) -> None:
-    keys = [_agent_push_key(agent_id) for agent_id in agent_ids]
-    transaction.on_commit(lambda: cache.delete_many(keys), robust=True)
+    def forget() -> None:
+        for agent_id in agent_ids:
+            _agent_push.pop(agent_id, None)
+
+    transaction.on_commit(forget, robust=True)
 
 
 def _subscription_changed(sender: Any, instance: PushSubscription, **kwargs: Any) -> None:

@@ -330,6 +330,7 @@ ROWS = [
     ("load generator CPU %", "loadgen_cpu_pct"),
     ("machine CPU % (all cores)", "machine_cpu_pct"),
     ("  of which DB, Redis, others", "other_cpu_pct"),
+    ("  of which the host's (steal)", "steal_pct"),
     ("server RSS MiB (peak)", None),
     ("idle sockets", "idle_sockets"),
     ("RSS MiB with idle sockets", "idle_rss_mib"),
@@ -395,7 +396,8 @@ def render(report: dict[str, Any]) -> str:
             lines += [
                 f"  {s['offered_msgs_per_s']:>9} → {s['sustained_msgs_per_s']:>9}"
                 f"   {s['p50_ms']:>8} / {s['p99_ms']:>8}   {s['lost']}"
-                f"   (server CPU {s['server_cpu_pct']} %, generator {s['loadgen_cpu_pct']} %)"
+                f"   (server CPU {s['server_cpu_pct']} %, generator {s['loadgen_cpu_pct']} %, "
+                f"steal {s.get('steal_pct', 0)} %)"
                 for s in figures["steps"]
             ]
         for sample in (figures or {}).get("error_samples", []):
