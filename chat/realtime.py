@@ -69,17 +69,24 @@ class Outbox:
             self.items.append((groups, event))
 
     async def flush(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Send everything, in order; a lost broadcast (Redis down) never stops the rest."""
+        """Send everything, in order. A lost broadcast (Redis down) never stops the rest, nor
+        does a socket that went away: the others still hear what was stored."""
         items, self.items = self.items, []
         layer = get_channel_layer()
+        socket_open = True
         for groups, message in items:
-            if groups is None:
-                await send(message)
-                continue
             try:
-                await _group_send_all(layer, groups, message)
+                if groups is None:
+                    if socket_open:
+                        await send(message)
+                else:
+                    await _group_send_all(layer, groups, message)
             except Exception:
-                log.warning("broadcast to %s lost", groups, exc_info=True)
+                if groups is None:
+                    socket_open = False
+                    log.debug("socket closed before its frames went out", exc_info=True)
+                else:
+                    log.warning("broadcast to %s lost", groups, exc_info=True)
 
 
 @contextmanager
