@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import openai
+if TYPE_CHECKING:
+    import openai
 
 from bots import Turn
 from bots.prompts import HANDOFF_TOOL, TOOLS, system_prompt
@@ -82,6 +83,10 @@ class LlmClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.stream = stream
+        # Imported here: the client costs ~0.8 s and tens of MiB, and a web process that
+        # never calls a model should not pay for it.
+        import openai
+
         # Retries are ours (below), so that they fit in the deadline.
         self._openai = openai.OpenAI(
             base_url=base_url or None,
@@ -180,6 +185,8 @@ class LlmClient:
         emit: Callable[[str], None],
         cancelled: threading.Event,
     ) -> _Reply:
+        import openai  # loaded by __init__ already
+
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LlmError("out of time before the request", kind="timeout")

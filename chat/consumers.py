@@ -139,7 +139,9 @@ class ProtocolConsumer(WebsocketConsumer, OutboxSend):
     """Shared frame loop: size limit, parsing, typed errors, group bookkeeping."""
 
     frames: Any
-    handlers: dict[type[Frame], Callable[[Any], None]]
+    # Frame class → the name of the method that handles it: one map per class, not a dict of
+    # bound methods per socket (a process holds thousands of idle sockets).
+    handlers: dict[type[Frame], str]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.raw_send: Callable[[dict[str, Any]], Awaitable[None]] = send
@@ -188,7 +190,7 @@ class ProtocolConsumer(WebsocketConsumer, OutboxSend):
         try:
             frame = parse_frame(text_data, self.frames, max_bytes=settings.HELPDESK_MAX_FRAME_BYTES)
             ref = getattr(frame, "client_id", None)
-            self.handlers[type(frame)](frame)
+            getattr(self, self.handlers[type(frame)])(frame)
         except ProtocolError as error:
             self.send_json(error.frame())
         except access.NotFound:
@@ -286,21 +288,22 @@ class WidgetConsumer(ProtocolConsumer):
 
     frames = WIDGET_FRAMES
 
+    handlers = {
+        ConversationSync: "conversation_sync",
+        MessageCreate: "message_create",
+        HandoffRequest: "handoff_request",
+        FeedbackCreate: "feedback_create",
+        TypingStart: "typing_start",
+        Ping: "ping",
+        VisitorUpdate: "visitor_update",
+        VisitorIdentify: "visitor_identify",
+        MessageRead: "message_read",
+        ConversationClose: "conversation_close",
+        CsatCreate: "csat_create",
+        TranscriptRequest: "transcript_request",
+    }
+
     def connect(self) -> None:
-        self.handlers = {
-            ConversationSync: self.conversation_sync,
-            MessageCreate: self.message_create,
-            HandoffRequest: self.handoff_request,
-            FeedbackCreate: self.feedback_create,
-            TypingStart: self.typing_start,
-            Ping: self.ping,
-            VisitorUpdate: self.visitor_update,
-            VisitorIdentify: self.visitor_identify,
-            MessageRead: self.message_read,
-            ConversationClose: self.conversation_close,
-            CsatCreate: self.csat_create,
-            TranscriptRequest: self.transcript_request,
-        }
         self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
         self.streaming: set[int] = set()  # conversations whose bot answer is being written
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
@@ -516,15 +519,16 @@ class ConsoleConsumer(ProtocolConsumer):
 
     frames = CONSOLE_FRAMES
 
+    handlers = {
+        ConversationSync: "conversation_sync",
+        MessageCreate: "message_create",
+        NoteCreate: "note_create",
+        TypingStart: "typing_start",
+        Ping: "ping",
+        MessageRead: "message_read",
+    }
+
     def connect(self) -> None:
-        self.handlers = {
-            ConversationSync: self.conversation_sync,
-            MessageCreate: self.message_create,
-            NoteCreate: self.note_create,
-            TypingStart: self.typing_start,
-            Ping: self.ping,
-            MessageRead: self.message_read,
-        }
         user = self.scope.get("user")
         if user is None or not access.is_console_user(user):
             return self.refuse(
