@@ -100,9 +100,15 @@ def collecting(outbox: Outbox) -> Iterator[Outbox]:
         _frame.outbox = previous
 
 
+def current_outbox() -> Outbox | None:
+    """The outbox of the frame this thread is running, if it is running one."""
+    outbox: Outbox | None = getattr(_frame, "outbox", None)
+    return outbox
+
+
 def outbox_of(owner: object) -> Outbox | None:
     """The outbox of the frame of ``owner`` this thread is running, if it is running one."""
-    outbox: Outbox | None = getattr(_frame, "outbox", None)
+    outbox = current_outbox()
     return outbox if outbox is not None and outbox.owner is owner else None
 
 
@@ -111,7 +117,7 @@ def send_now(groups: list[str], frame: Frame) -> None:
     if layer is None:
         return
     event: dict[str, Any] = {"type": FORWARD, "frames": [dump(frame)]}
-    outbox: Outbox | None = getattr(_frame, "outbox", None)
+    outbox = current_outbox()
     if outbox is not None:
         outbox.groups(groups, event)
     else:
