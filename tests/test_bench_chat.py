@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from chat.bench.runner import Climb
 from tests.live import ROOT
 
 pytestmark = pytest.mark.slow
@@ -71,3 +72,29 @@ def test_a_repeated_ramp_reports_each_sides_median_run_and_every_step():
         offered = [step["offered_msgs_per_s"] for step in figures["steps"]]
         assert offered[0] == 6.0 and len(set(offered)) <= 2, side  # 6, then 6 × 1.25
         assert figures["sustained_msgs_per_s"] > 0, side
+
+
+def test_the_ramp_narrows_its_limit_down_after_the_first_missed_step():
+    climb = Climb(start=100, factor=1.25, max_steps=10, refine=2)
+    offered = []
+    while (rate := climb.next()) is not None:
+        offered.append(round(rate, 1))
+        climb.record(rate, held=rate < 180)  # the server's limit: 180 msg/s
+
+    # 100, 125, 156.2 hold; 195.3 misses; then √(156.2 × 195.3) holds, √(174.7 × 195.3) misses.
+    assert offered == [100.0, 125.0, 156.2, 195.3, 174.7, 184.7]
+    assert round(climb.held or 0, 1) == 174.7  # within 1.25 ** ¼ (5.7 %) of the limit
+
+
+def test_the_ramp_stops_at_its_step_bound_and_when_nothing_holds():
+    climb = Climb(start=10, factor=2, max_steps=3, refine=2)
+    offered = []
+    while (rate := climb.next()) is not None:
+        offered.append(rate)
+        climb.record(rate, held=True)
+    assert offered == [10, 20, 40]
+
+    climb = Climb(start=10, factor=2, max_steps=3, refine=2)
+    assert climb.next() == 10
+    climb.record(10, held=False)
+    assert climb.next() is None and climb.held is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from chat.bench.servers import CpuMeter, Server, memory_mib, profiled
 # checkpoint) does not pass for the server's limit. Baseline and product follow one rule.
 P99_LIMIT_MS = 100.0
 STEP_TRIES = 2
+# After the first miss, this many steps between the last rate held and the one missed.
+REFINE_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -101,17 +104,54 @@ async def _saturate(server: Server, pairs: Sequence[load.Pair], plan: Plan) -> d
     return await _step(server, pairs, plan, duration=plan.duration, inflight=plan.inflight)
 
 
+@dataclass
+class Climb:
+    """The ramp's offered rates: ``factor`` times the last while steps hold, then, after the
+    first miss, ``refine`` geometric halvings between the highest rate held and the lowest
+    missed, so the limit is known to within ``factor ** (1 / 2 ** refine)``, not ``factor``.
+    """
+
+    start: float
+    factor: float
+    max_steps: int  # of the climb; the refinement adds at most ``refine`` more
+    refine: int
+    held: float | None = None  # the highest rate that held
+    missed: float | None = None  # the lowest rate that did not
+    climbed: int = 0
+    refined: int = 0
+
+    def next(self) -> float | None:
+        """The next rate to offer, or None when the ramp is done."""
+        if self.missed is None:
+            if self.climbed >= self.max_steps:
+                return None
+            return self.start if self.held is None else self.held * self.factor
+        if self.held is None or self.refined >= self.refine:
+            return None
+        return math.sqrt(self.held * self.missed)
+
+    def record(self, rate: float, held: bool) -> None:
+        if self.missed is None:
+            self.climbed += 1
+        else:
+            self.refined += 1
+        if held:
+            self.held = rate
+        else:
+            self.missed = rate
+
+
 async def _ramp(server: Server, pairs: Sequence[load.Pair], plan: Plan) -> dict[str, Any]:
     """Offer more each step until p99 passes the limit or a message is lost (in each of
-    ``STEP_TRIES`` tries of the step).
+    ``STEP_TRIES`` tries of the step), then narrow the limit down (``Climb``).
 
-    The result is the last step that held (its delivered rate is the sustained rate), with
+    The result is the highest step that held (its delivered rate is the sustained rate), with
     every step tried attached; when even the first step fails the sustained rate is 0.
     """
     steps: list[dict[str, Any]] = []
     held: dict[str, Any] | None = None
-    total = plan.ramp_start
-    for _ in range(plan.max_steps):
+    climb = Climb(plan.ramp_start, plan.ramp_factor, plan.max_steps, REFINE_STEPS)
+    while (total := climb.next()) is not None:
         passed = None
         for _try in range(STEP_TRIES):
             step = await _step(
@@ -126,10 +166,9 @@ async def _ramp(server: Server, pairs: Sequence[load.Pair], plan: Plan) -> dict[
             if step["p99_ms"] <= P99_LIMIT_MS and not step["lost"]:
                 passed = step
                 break
-        if passed is None:
-            break
-        held = passed
-        total *= plan.ramp_factor
+        climb.record(total, held=passed is not None)
+        if passed is not None:
+            held = passed  # each rate tried is above every one that held before
     result = dict(held) if held else {**steps[-1], "sustained_msgs_per_s": 0.0}
     result["steps"] = steps
     return result
