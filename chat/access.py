@@ -108,14 +108,16 @@ def conversations_for_visitor(visitor: Visitor) -> ConversationQuerySet:
 
 
 def conversation_for_visitor(*, visitor: Visitor, conversation_id: int) -> Conversation:
+    """One of the visitor's conversations, its site and assignee as they are now."""
     conversation = (
         conversations_for_visitor(visitor)
-        .select_related("site", "visitor", "assignee")
+        .select_related("site", "assignee")
         .filter(pk=conversation_id)
         .first()
     )
     if conversation is None:
         raise NotFound
+    conversation.visitor = visitor  # one object: a name set on the socket shows here too
     return conversation
 
 
@@ -186,7 +188,6 @@ class VisitorConversations:
         conversation = conversation_for_visitor(
             visitor=self.visitor, conversation_id=conversation_id
         )
-        conversation.visitor = self.visitor  # one object: a name set on this socket shows
         self.allowed[conversation.pk] = conversation
         return conversation
 

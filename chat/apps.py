@@ -6,5 +6,5 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        # Connects the signals that keep the agents' push subscriptions cache true.
-        from chat.services import notifications  # noqa: F401
+        # Connects the signals that keep the process's memos (chat/memo.py) true.
+        from chat.services import notifications, visitors  # noqa: F401

@@ -83,6 +83,7 @@ from chat.services.queue import queue_place
 from chat.services.visitors import (
     BadToken,
     InvalidEmail,
+    site_for_key,
     visitor_contact_set,
     visitor_create,
     visitor_from_token,
@@ -303,11 +304,14 @@ class WidgetConsumer(ProtocolConsumer):
         TranscriptRequest: "transcript_request",
     }
 
+    # Replaced, never changed in place: most sockets never hold one, and a process holds
+    # thousands of sockets, so they share these empty ones.
+    watches: frozenset[asyncio.Task[None]] = frozenset()  # bot-delay notices still to come
+    streaming: frozenset[int] = frozenset()  # conversations whose bot answer is being written
+
     def connect(self) -> None:
-        self.watches: set[asyncio.Task[None]] = set()  # bot-delay notices still to come
-        self.streaming: set[int] = set()  # conversations whose bot answer is being written
         query = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
-        site = Site.objects.filter(key=query.get("site", "")).first()
+        site = site_for_key(query.get("site", ""))
         if site is None:
             return self.refuse(ErrorCode.FORBIDDEN, _("Unknown site key."), CLOSE_FORBIDDEN)
         if not origin_allowed(self.scope, site):
@@ -400,8 +404,8 @@ class WidgetConsumer(ProtocolConsumer):
                 log.warning("could not schedule the bot-delay notice", exc_info=True)
 
         task = asyncio.get_running_loop().create_task(later())
-        self.watches.add(task)
-        task.add_done_callback(self.watches.discard)
+        self.watches |= {task}
+        task.add_done_callback(lambda done: setattr(self, "watches", self.watches - {done}))
 
     def bot_watch(self, event: dict[str, Any]) -> None:
         conversation_id, seq = event["conversation_id"], event["seq"]
@@ -416,13 +420,13 @@ class WidgetConsumer(ProtocolConsumer):
 
     def forwarded(self, frame: dict[str, Any]) -> None:
         if frame["type"] == "message.streaming":
-            self.streaming.add(frame["conversation_id"])
+            self.streaming |= {frame["conversation_id"]}
         elif frame["type"] == "message.stream_ended":
-            self.streaming.discard(frame["conversation_id"])
+            self.streaming -= {frame["conversation_id"]}
 
     def disconnect(self, code: int) -> None:
         super().disconnect(code)
-        for task in list(getattr(self, "watches", ())):
+        for task in self.watches:
             task.get_loop().call_soon_threadsafe(task.cancel)
 
     def send_queue_place(self, conversation: Conversation) -> None:

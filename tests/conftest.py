@@ -30,8 +30,8 @@ settings.HELPDESK_BOT_WARM_UP = False
 os.environ["HELPDESK_BOT_WARM_UP"] = "false"  # and in the servers the tests start
 
 import bots  # noqa: E402
+from chat.memo import Memo  # noqa: E402
 from chat.models import Agent, FaqEntry, Site, Team, Visitor  # noqa: E402
-from chat.services import notifications  # noqa: E402
 from chat.services.visitors import visitor_token  # noqa: E402
 from helpdesk import celery_app  # noqa: E402
 from helpdesk.asgi import application  # noqa: E402
@@ -105,9 +105,9 @@ def fresh_rate_limits() -> None:
 
 
 @pytest.fixture(autouse=True)
-def fresh_push_memory() -> None:
-    """Each test's database is new: forget the agents' subscriptions a test before read."""
-    notifications._agent_push.clear()
+def fresh_process_memos() -> None:
+    """Each test's database is new: forget the rows a test before remembered."""
+    Memo.forget_everything()
 
 
 @pytest.fixture(autouse=True)

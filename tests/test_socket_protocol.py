@@ -8,7 +8,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
-from chat.models import Message, Visitor
+from chat.models import Message, Site, Visitor
+from chat.services.visitors import site_for_key
 from tests.conftest import console_connect, widget_connect, widget_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,6 +48,37 @@ async def test_it_refuses_a_wrong_site_key_with_a_clear_error(site):
         "retry_after": None,
     }
     assert (await client.ws.receive_output())["code"] == 4403
+
+
+async def test_a_site_changed_in_admin_reaches_the_next_socket_at_once(site):
+    client, connected, _ = await widget_connect(site, origin="https://shop.acme.test")
+    assert connected
+    await client.close()
+    site.allowed_origins = "https://elsewhere.test"
+    await database_sync_to_async(site.save)()  # the process's memo forgets it on commit
+    _, connected, _ = await widget_connect(site, origin="https://shop.acme.test")
+    assert not connected  # the old origin no longer serves
+    _, connected, _ = await widget_connect(site, origin="https://elsewhere.test")
+    assert connected
+
+
+async def test_a_new_key_is_found_at_once_after_an_unknown_one_was_refused(site):
+    client, _, _ = await widget_connect(site, key="key-of-tomorrow")
+    assert (await client.receive())["code"] == "forbidden"
+    await database_sync_to_async(Site.objects.create)(
+        name="Tomorrow", key="key-of-tomorrow", allowed_origins=site.allowed_origins
+    )
+    client, connected, _ = await widget_connect(site, key="key-of-tomorrow")
+    assert connected
+    assert (await client.receive())["type"] == "session.ready"
+    await client.close()
+
+
+def test_the_sockets_of_one_site_share_its_row(site):
+    """A process holds thousands of idle sockets: one copy of their site, not one each."""
+    first, second = site_for_key(site.key), site_for_key(site.key)
+    assert first is second and first is not None and first.pk == site.pk
+    assert site_for_key("") is None and site_for_key("no-such-key") is None
 
 
 async def test_it_refuses_a_forged_token_and_asks_for_a_new_session(site):

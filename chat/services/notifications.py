@@ -9,7 +9,6 @@ push service or a mail server, and a failure there never undoes a message.
 from __future__ import annotations
 
 import ipaddress
-import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from chat.memo import Memo
 from chat.models import (
     Agent,
     Conversation,
@@ -138,38 +138,26 @@ def _agent_notify(
 # (subscribe, unsubscribe, an expired one removed, an erasure) forgets the agents it touched
 # once it commits; other processes see it within AGENT_PUSH_MEMORY_SECONDS.
 AGENT_PUSH_MEMORY_SECONDS = 5.0
-_agent_push: dict[int, tuple[float, list[PushSubscription]]] = {}
+agent_push = Memo[int, list[PushSubscription]](AGENT_PUSH_MEMORY_SECONDS)
 
 
 def agent_push_subscriptions(agent_ids: list[int]) -> list[PushSubscription]:
     """The Web Push subscriptions of these agents (remembered for a few seconds)."""
-    now = time.monotonic()
-    remembered = {agent_id: _agent_push.get(agent_id) for agent_id in agent_ids}
-    missing = [a for a, kept in remembered.items() if kept is None or kept[0] <= now]
-    if missing:
-        found: dict[int, list[PushSubscription]] = {agent_id: [] for agent_id in missing}
-        for row in PushSubscription.objects.filter(agent_id__in=missing).order_by("pk"):
-            found[row.agent_id].append(row)  # type: ignore[index]
-        for agent_id, rows in found.items():
-            remembered[agent_id] = _agent_push[agent_id] = (
-                now + AGENT_PUSH_MEMORY_SECONDS,
-                rows,
-            )
-    return [row for kept in remembered.values() if kept for row in kept[1]]
+    kept = agent_push.get_many(agent_ids, _push_subscriptions_of)
+    return [row for agent_id in agent_ids for row in kept.get(agent_id, ())]
 
 
-def _forget_agent_push(agent_ids: set[int]) -> None:
-    def forget() -> None:
-        for agent_id in agent_ids:
-            _agent_push.pop(agent_id, None)
-
-    transaction.on_commit(forget, robust=True)
+def _push_subscriptions_of(agent_ids: list[int]) -> dict[int, list[PushSubscription]]:
+    found: dict[int, list[PushSubscription]] = {agent_id: [] for agent_id in agent_ids}
+    for row in PushSubscription.objects.filter(agent_id__in=agent_ids).order_by("pk"):
+        found[row.agent_id].append(row)  # type: ignore[index]
+    return found
 
 
 def _subscription_changed(sender: Any, instance: PushSubscription, **kwargs: Any) -> None:
     # The endpoint may have moved from another agent: forget that one too.
     owners = {instance.agent_id, getattr(instance, "loaded_agent_id", None)}
-    _forget_agent_push({agent_id for agent_id in owners if agent_id is not None})
+    agent_push.forget_after_commit(agent_id for agent_id in owners if agent_id is not None)
 
 
 post_save.connect(_subscription_changed, sender=PushSubscription)

@@ -19,7 +19,6 @@ from typing import IO
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chat.models import UPLOAD_TYPES, Site
 from chat.protocol import ErrorCode
@@ -166,6 +165,8 @@ def _type_of_extension(name: str) -> str | None:
 
 
 def _image_size(file: IO[bytes], content_type: str) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError  # ~5 MiB: only where files are checked
+
     limit = settings.HELPDESK_UPLOAD_MAX_PIXELS
     try:
         with _bomb_guard(), Image.open(file) as image:
@@ -197,6 +198,8 @@ def damaged() -> UploadRefused:
 @contextmanager
 def _bomb_guard() -> Iterator[None]:
     """Pillow's own decompression-bomb limit at ours, its warning raised as an error."""
+    from PIL import Image
+
     Image.MAX_IMAGE_PIXELS = settings.HELPDESK_UPLOAD_MAX_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -209,6 +212,8 @@ def thumbnail_bytes(file: IO[bytes]) -> bytes:
     Raises ``UploadRefused`` when the pixels cannot be decoded (e.g. a truncated JPEG, whose
     header alone looked fine).
     """
+    from PIL import Image, ImageOps
+
     try:
         with _bomb_guard(), Image.open(file) as image:
             image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG: decode down to 1/8

@@ -9,16 +9,25 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import translation
 from django.utils.translation import get_supported_language_variant
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 
+from chat.memo import Memo
 from chat.models import Conversation, Message, Site, Visitor
 from chat.services.messages import message_post
 from chat.services.queue import queue_announce
 
 TOKEN_SALT = "chat.visitor"
+
+# Every widget socket names its site by key when it connects: the process remembers each
+# site for a few seconds, one object for all of its sockets (a process holds thousands).
+# A site saved or deleted in this process is forgotten once that commits; other processes
+# see the change within SITE_MEMORY_SECONDS, as sockets that connect after it.
+SITE_MEMORY_SECONDS = 5.0
+sites_by_key = Memo[str, Site](SITE_MEMORY_SECONDS)
 
 
 class BadToken(Exception):
@@ -27,6 +36,22 @@ class BadToken(Exception):
 
 class InvalidEmail(Exception):
     """The address given to be answered at is not an e-mail address."""
+
+
+def site_for_key(key: str) -> Site | None:
+    """The site whose widget key this is, shared by every caller of the process: read it,
+    never change it."""
+    if not key:
+        return None
+    return sites_by_key.get(key, lambda key: Site.objects.filter(key=key).first())
+
+
+def _site_changed(sender: type[Site], instance: Site, **kwargs: object) -> None:
+    sites_by_key.forget_after_commit()  # all: the key itself may be what changed
+
+
+post_save.connect(_site_changed, sender=Site)
+post_delete.connect(_site_changed, sender=Site)
 
 
 def visitor_create(*, site: Site, accept_language: str = "", user_agent: str = "") -> Visitor:
@@ -62,6 +87,7 @@ def visitor_from_token(*, site: Site, token: str) -> Visitor:
     visitor = Visitor.objects.filter(site=site, public_id=data["v"]).first()
     if visitor is None:
         raise BadToken
+    visitor.site = site  # the caller's object, not a second copy loaded on first use
     return visitor
 
 
