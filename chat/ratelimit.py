@@ -87,46 +87,58 @@ def session_start_hit(*, site_id: int, ip: str) -> None:
     rate_hit(name="session", key=f"{site_id}:{ip}", rate=rate)
 
 
-def rate_hits_redis(client: Any, limits: Sequence[tuple[str, str, Rate]]) -> None:
-    """``rate_hit`` for several limits in one round trip to Redis (not eight).
+# One call for all of a hit's limits, atomic: each counter counts, the first hit of a window
+# sets its expiry, and over any limit every counter takes the hit back (refused counts
+# nothing). Returns 0, or the seconds until the fullest window over its limit ends.
+HITS_SCRIPT = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  local seconds = tonumber(ARGV[2 * i])
+  if n == 1 then redis.call('EXPIRE', key, seconds) end
+  if n > tonumber(ARGV[2 * i - 1]) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 0 then
+      redis.call('EXPIRE', key, seconds)
+      ttl = seconds
+    end
+    wait = math.max(wait, ttl, 1)
+  end
+end
+if wait > 0 then
+  for _, key in ipairs(KEYS) do redis.call('DECR', key) end
+end
+return wait
+"""
 
-    A counter per (limit, key) whose expiry, set by its first hit, ends the window. Over any
-    limit, a second round trip takes the hit back from all of them: refused counts nothing.
-    """
-    counted = [(cache.make_and_validate_key(f"{_keys(n, k)[1]}:n"), rate) for n, k, rate in limits]
-    with client.pipeline(transaction=False) as pipe:
-        for key, rate in counted:
-            pipe.incr(key)
-            pipe.expire(key, rate.seconds, nx=True)
-            pipe.ttl(key)
-        replies = pipe.execute()
-    waits = [
-        max(1, int(replies[3 * i + 2]))
-        for i, (_key, rate) in enumerate(counted)
-        if int(replies[3 * i]) > rate.count
-    ]
-    if waits:
-        with client.pipeline(transaction=False) as pipe:
-            for key, _rate in counted:
-                pipe.decr(key)
-            pipe.execute()
-        raise RateLimited(max(waits))
+
+def rate_hits_redis(script: Any, limits: Sequence[tuple[str, str, Rate]]) -> None:
+    """``rate_hit`` for several limits in one call of ``HITS_SCRIPT``: a counter per
+    (limit, key) whose expiry, set by its first hit, ends the window."""
+    if not limits:
+        return
+    keys = [cache.make_and_validate_key(f"{_keys(n, k)[1]}:n") for n, k, _rate in limits]
+    args = [value for _n, _k, rate in limits for value in (rate.count, rate.seconds)]
+    wait = int(script(keys=keys, args=args))
+    if wait:
+        raise RateLimited(wait)
 
 
 # The cache builds a new client object for every call; one per cache object (one per
-# thread) does for every hit.
-_clients: WeakKeyDictionary[RedisCache, Any] = WeakKeyDictionary()
+# thread), with the script registered on it, does for every hit.
+_scripts: WeakKeyDictionary[RedisCache, Any] = WeakKeyDictionary()
 
 
-def _redis_client() -> Any | None:
-    """The raw Redis client behind the cache, or None for any other cache."""
+def _hits_script() -> Any | None:
+    """``HITS_SCRIPT`` on the Redis client behind the cache, or None for any other cache."""
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    client = _clients.get(backend)
-    if client is None:
-        client = _clients[backend] = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
-    return client
+    script = _scripts.get(backend)
+    if script is None:
+        client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
+        script = _scripts[backend] = client.register_script(HITS_SCRIPT)
+    return script
 
 
 def message_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
@@ -146,11 +158,11 @@ def upload_hit(*, site_id: int, visitor_id: int, ip: str) -> None:
 def _visitor_and_ip_hit(
     kind: str, per_visitor: Rate, per_ip: Rate, site_id: int, visitor_id: int, ip: str
 ) -> None:
-    client = _redis_client()
-    if client is not None:
+    script = _hits_script()
+    if script is not None:
         limits = [(f"{kind}-visitor", str(visitor_id), per_visitor)]
         limits.append((f"{kind}-ip", f"{site_id}:{ip}", per_ip))
-        return rate_hits_redis(client, [limit for limit in limits if limit[2].count > 0])
+        return rate_hits_redis(script, [limit for limit in limits if limit[2].count > 0])
     # Both checked before either counts: a refused hit must not use up the other window.
     rate_check(name=f"{kind}-visitor", key=str(visitor_id), rate=per_visitor)
     rate_check(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)

@@ -6,6 +6,8 @@ nothing is stored; the socket keeps serving. Sign-in answers 429 after 5 failure
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -14,7 +16,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from chat.models import Conversation, Message, Visitor
-from chat.ratelimit import Rate, RateLimited, rate_hit
+from chat.ratelimit import Rate, RateLimited, message_hit, rate_hit
 from chat.services import conversations
 from chat.services.visitors import visitor_token
 from helpdesk.asgi import application
@@ -160,6 +162,23 @@ async def test_it_lets_returning_visitors_reconnect_whatever_the_limit(site, vis
 def test_it_turns_a_limit_off_with_zero():
     for _ in range(100):
         rate_hit(name="test", key="k", rate=Rate(0, 60))
+
+
+@override_settings(HELPDESK_RATE_MESSAGES_PER_MINUTE=2, HELPDESK_RATE_MESSAGES_PER_MINUTE_PER_IP=3)
+def test_a_refused_message_counts_in_neither_of_its_windows():
+    first, second = secrets.randbits(48), secrets.randbits(48)  # visitors no run used before
+    address = f"2001:db8::{secrets.token_hex(2)}"
+    message_hit(site_id=1, visitor_id=first, ip=address)
+    message_hit(site_id=1, visitor_id=first, ip=address)
+    with pytest.raises(RateLimited) as refused:
+        message_hit(site_id=1, visitor_id=first, ip=address)  # over the visitor's limit
+    assert 59 <= refused.value.retry_after <= 60
+
+    message_hit(site_id=1, visitor_id=second, ip=address)  # the address's third: the refused
+    with pytest.raises(RateLimited):  # one did not count for it
+        message_hit(site_id=1, visitor_id=second, ip=address)
+    with pytest.raises(RateLimited):
+        message_hit(site_id=1, visitor_id=first, ip=address)
 
 
 def test_it_says_when_to_retry():
