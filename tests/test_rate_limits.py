@@ -174,8 +174,9 @@ def test_a_refused_message_counts_in_neither_of_its_windows():
         message_hit(site_id=1, visitor_id=first, ip=address)  # over the visitor's limit
     assert 59 <= refused.value.retry_after <= 60
 
-    message_hit(site_id=1, visitor_id=second, ip=address)  # the address's third: the refused
-    with pytest.raises(RateLimited):  # one did not count for it
+    # The refused hit did not count for the address either: this is its third, and the last.
+    message_hit(site_id=1, visitor_id=second, ip=address)
+    with pytest.raises(RateLimited):
         message_hit(site_id=1, visitor_id=second, ip=address)
     with pytest.raises(RateLimited):
         message_hit(site_id=1, visitor_id=first, ip=address)
