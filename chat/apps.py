@@ -6,5 +6,7 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        # Connects the signals that keep the process's memos (chat/memo.py) true.
+        # Connects the signals that keep the process's memos (chat/memo.py) true, and
+        # registers the deploy checks.
+        from chat import checks  # noqa: F401
         from chat.services import notifications, visitors  # noqa: F401

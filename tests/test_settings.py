@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+from django.core.checks import run_checks
+from django.test import override_settings
+
 from tests.live import ROOT
 
 
@@ -92,14 +95,16 @@ def test_it_pools_postgres_connections_and_shards_the_layer_over_listed_redis_ho
     assert result.stdout.split() == ["12", "0", "redis://a:6379/0,redis://b:6379/0"]
 
 
-def test_a_server_process_starts_without_the_bots_numeric_libraries():
-    """The bot runs in workers; a web process holding sockets must not pay ~100 MiB for it."""
+def test_a_server_process_starts_without_the_bots_libraries_or_pillow():
+    """The bot runs in workers; a web process holding sockets must not pay ~100 MiB for it,
+    nor the openai client (~21 MiB) before a model is called, nor Pillow before an upload."""
     result = subprocess.run(
         [
             sys.executable,
             "-c",
             "import sys, helpdesk.asgi, chat.consumers, chat.admin, chat.views; "
-            "print(sorted({'numpy', 'scipy', 'sklearn', 'bm25s', 'jieba'} & set(sys.modules)))",
+            "print(sorted({'numpy', 'scipy', 'sklearn', 'bm25s', 'jieba', 'openai', 'PIL'} "
+            "& set(sys.modules)))",
         ],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "helpdesk.settings"},
@@ -109,3 +114,13 @@ def test_a_server_process_starts_without_the_bots_numeric_libraries():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_deploy_checks_warn_while_links_in_e_mails_would_point_at_localhost():
+    with override_settings(HELPDESK_PUBLIC_URL=""):
+        warned = run_checks(include_deployment_checks=True)
+    assert "chat.W001" in {message.id for message in warned}
+    with override_settings(HELPDESK_PUBLIC_URL="https://help.example.com"):
+        warned = run_checks(include_deployment_checks=True)
+    assert "chat.W001" not in {message.id for message in warned}
+    assert "chat.W001" not in {message.id for message in run_checks()}  # only with --deploy
