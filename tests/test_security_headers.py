@@ -106,6 +106,7 @@ def production_env(**extra: str) -> dict[str, str]:
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(60),
             "ALLOWED_HOSTS": "help.example.com",
+            "HELPDESK_PUBLIC_URL": "https://help.example.com",
             "DJANGO_SETTINGS_MODULE": "helpdesk.settings",
         }
         | extra
