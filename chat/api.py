@@ -1,7 +1,8 @@
 """The REST API for a site's own servers: ``/api/v1/sites/<key>/…``, Bearer secret keys.
 
 Errors are JSON: ``{"error": {"code": "...", "message": "..."}}`` with 400 (bad body), 401
-(missing, wrong or revoked key), 404 (unknown customer), 405 and 413.
+(missing, wrong or revoked key), 404 (unknown customer), 405, 413 and 429 (over the site's
+``HELPDESK_RATE_API_MESSAGES_PER_MINUTE``, with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chat import ratelimit
 from chat.services import proactive
 
 MAX_BODY_BYTES = 64 * 1024
@@ -70,6 +72,17 @@ def messages_create(request: HttpRequest, key: str) -> JsonResponse:
     )
     if site is None:
         return error(401, "bad_key", "Send a live API key of this site: Authorization: Bearer KEY.")
+    try:
+        ratelimit.api_message_hit(site_id=site.pk)
+    except ratelimit.RateLimited as limited:
+        response = error(
+            429,
+            "rate_limited",
+            f"At most {settings.HELPDESK_RATE_API_MESSAGES_PER_MINUTE} messages a minute per "
+            f"site; retry in {limited.retry_after} s.",
+        )
+        response["Retry-After"] = str(limited.retry_after)
+        return response
     if len(request.body) > MAX_BODY_BYTES:
         return error(413, "too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes.")
     try:

@@ -170,6 +170,12 @@ def _visitor_and_ip_hit(
     rate_hit(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)
 
 
+def api_message_hit(*, site_id: int) -> None:
+    """A message from a site's own servers through its API (all of its keys together)."""
+    rate = Rate(settings.HELPDESK_RATE_API_MESSAGES_PER_MINUTE, 60)
+    rate_hit(name="api-message", key=str(site_id), rate=rate)
+
+
 def conversation_start_hit(*, visitor_id: int) -> None:
     """A visitor starts a new conversation (not a reopened one)."""
     rate = Rate(settings.HELPDESK_RATE_CONVERSATIONS_PER_HOUR, 3600)

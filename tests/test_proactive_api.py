@@ -9,6 +9,7 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client as DjangoClient
+from django.test import override_settings
 
 from chat.models import Conversation, Delivery, Message, SiteApiKey, Visitor
 from chat.services.notifications import push_subscribe
@@ -102,6 +103,23 @@ def test_it_answers_404_for_an_unknown_customer_id_without_an_address(site, api_
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_customer"
     assert Visitor.objects.count() == 0
+
+
+def test_it_limits_a_sites_api_messages_per_minute_and_says_when_to_retry(
+    smtp_server, site, other_site, api_key
+):
+    data = {"customer": {"email": "ann@example.com"}, "body": SHIPPED}
+    with override_settings(HELPDESK_RATE_API_MESSAGES_PER_MINUTE=2):
+        assert [call(site, api_key, data).status_code for _ in range(2)] == [201, 201]
+        refused = call(site, api_key, data)
+        _key, other_secret = site_api_key_create(site=other_site, name="other backend")
+        elsewhere = call(other_site, other_secret, data)
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Message.objects.filter(conversation__site=site).count() == 2  # nothing stored
+    assert elsewhere.status_code == 201  # each site has its own limit
 
 
 def test_it_refuses_get_with_405(site, api_key):
