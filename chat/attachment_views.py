@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import access, ratelimit
-from chat.models import Attachment, Conversation, Site, Visitor
+from chat.models import Attachment, Conversation, Visitor
 from chat.protocol import ErrorCode, ProtocolError, dump
 from chat.services import conversations
 from chat.services.attachments import (
@@ -28,7 +28,7 @@ from chat.services.attachments import (
 from chat.services.frames import message_frame
 from chat.services.messages import Posted
 from chat.services.uploads import UploadRefused
-from chat.services.visitors import BadToken, visitor_from_bearer
+from chat.services.visitors import BadToken, site_for_key, visitor_from_bearer
 from chat.views import console_required
 
 # Room for the multipart envelope and the form's other fields around the file itself.
@@ -102,7 +102,7 @@ def refused_upload(refused: UploadRefused, client_id: str) -> JsonResponse:
 @require_POST
 def widget_upload(request: HttpRequest, key: str) -> JsonResponse:
     """``POST /widget/KEY/files/``: file, client_id, and optionally conversation_id."""
-    site = Site.objects.filter(key=key).first()
+    site = site_for_key(key)
     if site is None:
         return error_response(ErrorCode.FORBIDDEN, _("Unknown site key."), 403)
     visitor = bearer_visitor(request)
@@ -164,6 +164,10 @@ def console_upload(request: HttpRequest, conversation_id: int) -> JsonResponse:
         return error_response(
             ErrorCode.FORBIDDEN, _("Only agents can send files; add an Agent profile."), 403
         )
+    try:
+        ratelimit.agent_upload_hit(agent_id=agent.pk)
+    except ratelimit.RateLimited as limited:
+        return rate_limited_response(limited)
     try:
         client_id, upload = upload_fields(request, conversation.site.upload_max_bytes)
     except Refusal as refusal:

@@ -170,6 +170,12 @@ def _visitor_and_ip_hit(
     rate_hit(name=f"{kind}-ip", key=f"{site_id}:{ip}", rate=per_ip)
 
 
+def agent_upload_hit(*, agent_id: int) -> None:
+    """A file an agent sends from the console (refused ones count)."""
+    rate = Rate(settings.HELPDESK_RATE_AGENT_UPLOADS_PER_MINUTE, 60)
+    rate_hit(name="upload-agent", key=str(agent_id), rate=rate)
+
+
 def api_message_hit(*, site_id: int) -> None:
     """A message from a site's own servers through its API (all of its keys together)."""
     rate = Rate(settings.HELPDESK_RATE_API_MESSAGES_PER_MINUTE, 60)

@@ -281,6 +281,8 @@ HELPDESK_RATE_CONVERSATIONS_PER_HOUR = env_int("HELPDESK_RATE_CONVERSATIONS_PER_
 HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_SESSIONS_PER_MINUTE_PER_IP", 20)
 HELPDESK_RATE_UPLOADS_PER_MINUTE = env_int("HELPDESK_RATE_UPLOADS_PER_MINUTE", 10)
 HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP = env_int("HELPDESK_RATE_UPLOADS_PER_MINUTE_PER_IP", 30)
+# Files one agent may send per minute from the console.
+HELPDESK_RATE_AGENT_UPLOADS_PER_MINUTE = env_int("HELPDESK_RATE_AGENT_UPLOADS_PER_MINUTE", 30)
 # Messages a site's own servers may send per minute through its API, all its keys together.
 HELPDESK_RATE_API_MESSAGES_PER_MINUTE = env_int("HELPDESK_RATE_API_MESSAGES_PER_MINUTE", 600)
 # Attachments: images above this many pixels are refused (decompression bombs); Pillow's own

@@ -390,6 +390,27 @@ def test_it_limits_uploads_per_visitor(chat_a, visitor_a, visitor_b, settings):
     assert widget_post(visitor_b, PDF, "x.pdf", client_id="b1").status_code == 201
 
 
+def test_it_limits_the_files_an_agent_sends_per_minute(
+    chat_a, site, visitor_b, alice, bob, settings
+):
+    settings.HELPDESK_RATE_AGENT_UPLOADS_PER_MINUTE = 2
+    url = reverse("console:upload", args=[chat_a.pk])
+    client = HttpClient()
+    client.force_login(alice.user)
+    sent = [
+        client.post(url, {"client_id": f"a{n}", "file": upload(PDF, "x.pdf")}) for n in range(3)
+    ]
+
+    assert [response.status_code for response in sent] == [201, 201, 429]
+    assert sent[2].json()["code"] == "rate_limited"
+    assert sent[2]["Retry-After"] == str(sent[2].json()["retry_after"])
+    assert Attachment.objects.count() == 2
+    waiting = Conversation.objects.create(site=site, visitor=visitor_b, status="waiting")
+    client.force_login(bob.user)  # each agent has their own limit
+    url = reverse("console:upload", args=[waiting.pk])
+    assert client.post(url, {"client_id": "b1", "file": upload(PDF, "x.pdf")}).status_code == 201
+
+
 # --- Over the sockets --------------------------------------------------------------------
 
 post_async = database_sync_to_async(widget_post)
