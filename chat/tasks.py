@@ -84,9 +84,12 @@ def presence_sweep() -> int:
 
 @shared_task(acks_late=True)
 def retention_sweep() -> int:
-    """Beat: delete or anonymise conversations past their site's retention."""
+    """Beat: delete or anonymise conversations past their site's retention, and finished
+    deliveries past HELPDESK_DELIVERY_DAYS. Returns the conversations."""
+    from chat.services.privacy import deliveries_expire
     from chat.services.privacy import retention_sweep as sweep
 
+    deliveries_expire()
     return sweep()
 
 

@@ -352,6 +352,9 @@ else:
     )
 # A failed push or e-mail is tried this many times in all, then recorded as failed.
 HELPDESK_DELIVERY_ATTEMPTS = env_int("HELPDESK_DELIVERY_ATTEMPTS", 3)
+# Days a finished delivery (sent or failed) is kept, with its e-mail text or push payload;
+# 0 keeps them.
+HELPDESK_DELIVERY_DAYS = env_int("HELPDESK_DELIVERY_DAYS", 30)
 # How long the signed links in e-mails (back to the conversation) stay valid, in days.
 HELPDESK_LINK_DAYS = env_int("HELPDESK_LINK_DAYS", 30)
 

@@ -22,7 +22,9 @@ from chat.models import (
     BotDecision,
     Conversation,
     CsatRating,
+    Delivery,
     Message,
+    PushSubscription,
     Site,
     Visitor,
 )
@@ -236,6 +238,54 @@ def test_it_erases_text_and_identity_but_keeps_anonymised_statistics(
     assert "4242" not in json.dumps(exported) and "555-0100" not in json.dumps(exported)
 
 
+def test_erasing_a_customer_forgets_what_was_sent_to_them_and_about_them(
+    ann_history, visitor_a, visitor_b, alice, django_capture_on_commit_callbacks
+):
+    text = {"subject": "Alice replied", "text": "Your card ending 4242 is blocked."}
+    Delivery.objects.create(
+        channel="email",
+        kind="reply",
+        recipient="ann@example.com",
+        visitor=visitor_a,
+        conversation=ann_history,
+        payload=text,
+        status="sent",
+    )
+    Delivery.objects.create(  # proactive: to her address, in no conversation of hers yet
+        channel="email",
+        kind="proactive",
+        recipient="ann@example.com",
+        visitor=visitor_a,
+        payload=text,
+        status="sent",
+    )
+    Delivery.objects.create(  # the agent's push, with a preview of her message
+        channel="push",
+        kind="reply",
+        agent=alice,
+        conversation=ann_history,
+        payload={"title": "Ann replied", "body": "card ending 4242"},
+        status="sent",
+    )
+    other = Delivery.objects.create(
+        channel="email",
+        kind="reply",
+        recipient="bo@example.com",
+        visitor=visitor_b,
+        payload={"subject": "Hi", "text": "Hello Bo"},
+        status="sent",
+    )
+    PushSubscription.objects.create(
+        visitor=visitor_a, endpoint="https://push.example/ann", p256dh="k", auth="a"
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert staff().post(erase_url(visitor_a)).status_code == 200
+
+    assert list(Delivery.objects.all()) == [other]
+    assert not PushSubscription.objects.filter(visitor=visitor_a).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_it_shuts_an_erased_customers_old_token_out(ann_history, visitor_a):
     token = await database_sync_to_async(visitor_token)(visitor_a)
@@ -327,6 +377,35 @@ def test_it_deletes_expired_conversations_when_the_site_says_so(site):
     assert retention_sweep() == 1
     assert not Conversation.objects.filter(pk=old.pk).exists()
     assert Conversation.objects.filter(pk=recent.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_sweep_forgets_finished_deliveries_after_their_days(settings):
+    settings.HELPDESK_DELIVERY_DAYS = 30
+    rows = {
+        (status, days): Delivery.objects.create(
+            channel="email",
+            kind="reply",
+            recipient="ann@example.com",
+            status=status,
+            payload={"subject": "Re", "text": "words"},
+        )
+        for status in ("sent", "failed", "retrying")
+        for days in (40, 10)
+    }
+    for (_status, days), row in rows.items():
+        Delivery.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(days=days))
+
+    retention_task.delay().get()
+
+    kept = set(Delivery.objects.values_list("pk", flat=True))
+    assert kept == {
+        row.pk for (status, days), row in rows.items() if status == "retrying" or days == 10
+    }
+    settings.HELPDESK_DELIVERY_DAYS = 0  # keep them all
+    Delivery.objects.filter(pk__in=kept).update(created_at=timezone.now() - timedelta(days=400))
+    retention_task.delay().get()
+    assert set(Delivery.objects.values_list("pk", flat=True)) == kept
 
 
 def test_it_runs_the_retention_sweep_from_celery_beat():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as AuthUser
 from django.db import transaction
@@ -27,7 +28,9 @@ from chat.models import (
     BotDecision,
     Conversation,
     CsatRating,
+    Delivery,
     Message,
+    PushSubscription,
     Site,
     Visitor,
 )
@@ -169,6 +172,7 @@ def _conversations_anonymise(conversations: QuerySet[Conversation]) -> int:
     messages = deleted.get(Message._meta.label, 0)
     BotDecision.objects.filter(conversation_id__in=ids).update(question="", scores=[])
     CsatRating.objects.filter(conversation_id__in=ids).update(comment="")  # the score stays
+    Delivery.objects.filter(conversation_id__in=ids).delete()  # e-mail text, push previews
     still_open = Conversation.objects.filter(pk__in=ids).open()
     reopened_sites = set(still_open.values_list("site_id", flat=True))
     closed = list(still_open.values_list("pk", flat=True))
@@ -189,6 +193,8 @@ def visitor_erase(*, visitor: Visitor, by: User | None, via: str) -> Erased:
         conversations = Conversation.objects.filter(visitor=visitor)
         count = conversations.count()
         messages = _conversations_anonymise(conversations)
+        Delivery.objects.filter(visitor=visitor).delete()  # to their address or browsers
+        PushSubscription.objects.filter(visitor=visitor).delete()
         visitor.name = ""
         visitor.email = ""
         visitor.external_id = ""
@@ -253,3 +259,17 @@ def retention_sweep(*, now: datetime | None = None) -> int:
             )
         total += len(ids)
     return total
+
+
+def deliveries_expire(*, now: datetime | None = None) -> int:
+    """Delete sent and failed deliveries older than HELPDESK_DELIVERY_DAYS (their e-mail
+    text and push payloads with them). Returns how many."""
+    days = settings.HELPDESK_DELIVERY_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    finished = Delivery.objects.filter(
+        status__in=[Delivery.Status.SENT, Delivery.Status.FAILED], created_at__lt=cutoff
+    )
+    deleted, _by_model = finished.delete()
+    return deleted
