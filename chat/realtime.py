@@ -34,6 +34,11 @@ def agents_group(conversation_id: int) -> str:
     return f"conv-{conversation_id}-agents"
 
 
+def conversation_groups(conversation_id: int) -> list[str]:
+    """Every socket showing this conversation: its widgets and its consoles."""
+    return [visitor_group(conversation_id), agents_group(conversation_id)]
+
+
 def site_agents_group(site_id: int) -> str:
     """Console sockets of agents who work on this site (queue changes)."""
     return f"site-{site_id}-agents"

@@ -58,6 +58,28 @@ async def test_it_stores_a_resent_client_id_once_and_acks_it_again(site, visitor
     await widget.close()
 
 
+async def test_it_tells_everyone_again_about_a_resent_message(site, visitor_a, alice):
+    # The ack and the broadcast are lost together when a server stops right after the commit;
+    # the sender's resend is then the others' only news of the message.
+    conversation_id = await start_with_agent(visitor_a, alice)
+    console = await console_for(alice.user)
+    await console.send(type="conversation.sync", conversation_id=conversation_id, after_seq=0)
+    await console.expect("sync.done")
+    widget = await widget_for(visitor_a)
+    for attempt in range(2):
+        await widget.send(
+            type="message.create", client_id="lost", body="hello", conversation_id=conversation_id
+        )
+        assert (await widget.expect("message.ack", client_id="lost"))["seq"] == 1
+        heard = await console.expect("message.created", client_id="lost")
+        assert (heard["seq"], heard["body"], heard["author"]) == (1, "hello", "visitor")
+        echo = await widget.expect("message.created", client_id="lost")
+        assert echo["seq"] == 1, f"attempt {attempt}"
+    assert await database_sync_to_async(stored)(conversation_id) == [(1, "hello")]
+    await widget.close()
+    await console.close()
+
+
 async def test_it_sends_exactly_the_missed_messages_in_order_on_reconnect(site, visitor_a, alice):
     conversation_id = await start_with_agent(visitor_a, alice)
     widget = await widget_for(visitor_a)

@@ -21,10 +21,10 @@ from django.db.models import QuerySet
 
 from chat.models import Agent, Attachment, Conversation, Message, Visitor
 from chat.protocol import AttachmentUpdated
-from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.realtime import conversation_groups, send_after_commit
 from chat.services import conversations
 from chat.services.frames import attachment_frame
-from chat.services.messages import Posted
+from chat.services.messages import Posted, message_resent
 from chat.services.uploads import (
     IMAGE_TYPES,
     Inspected,
@@ -51,11 +51,13 @@ def attachment_send_from_visitor(
 ) -> Posted:
     """The visitor sends a file, in ``conversation`` or (None) in their open or a new one
     (``consent``: to the site's consent text, when the file starts a conversation)."""
-    stored = Message.objects.filter(
-        conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id
-    ).first()
+    stored = (
+        Message.objects.select_related("conversation__visitor")
+        .filter(conversation__visitor=visitor, author=Message.Author.VISITOR, client_id=client_id)
+        .first()
+    )
     if stored is not None:  # a resend: checked before the file is even looked at
-        return Posted(stored, created=False)
+        return message_resent(stored)
 
     def post(body: str, meta: dict[str, Any]) -> Posted:
         return conversations.visitor_message_send(
@@ -74,9 +76,13 @@ def attachment_send_from_agent(
     *, conversation: Conversation, agent: Agent, upload: UploadedFile, client_id: str
 ) -> Posted:
     """An agent sends a file; like a reply, it takes an unassigned conversation first."""
-    stored = conversation.messages.filter(author=Message.Author.AGENT, client_id=client_id)
-    if stored.exists():
-        return Posted(stored.get(), created=False)
+    stored = (
+        conversation.messages.select_related("agent", "conversation__visitor")
+        .filter(author=Message.Author.AGENT, client_id=client_id)
+        .first()
+    )
+    if stored is not None:
+        return message_resent(stored)
 
     def post(body: str, meta: dict[str, Any]) -> Posted:
         return conversations.agent_message_post(
@@ -165,7 +171,7 @@ def attachment_thumbnail_make(*, attachment_id: int) -> None:
         message.meta = {**message.meta, "attachment": describe(attachment)}
         Message.objects.filter(pk=message.pk).update(meta=message.meta)
         send_after_commit(
-            [visitor_group(message.conversation_id), agents_group(message.conversation_id)],
+            conversation_groups(message.conversation_id),
             AttachmentUpdated(
                 conversation_id=message.conversation_id,
                 seq=message.seq,

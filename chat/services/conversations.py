@@ -15,13 +15,17 @@ from django.utils.translation import gettext_lazy
 import bots
 from chat import ratelimit
 from chat.models import Agent, Conversation, Message, Site, Team, Visitor
-from chat.realtime import after_commit, agents_group, send_after_commit, visitor_group
+from chat.realtime import (
+    after_commit,
+    conversation_groups,
+    send_after_commit,
+)
 from chat.services import notifications
 from chat.services.csat import csat_request
 from chat.services.frames import conversation_frame
 from chat.services.group_commit import group_commit
 from chat.services.inbox import inbox_notify
-from chat.services.messages import ConversationClosed, Posted, message_post
+from chat.services.messages import ConversationClosed, Posted, message_post, message_resent
 from chat.services.queue import assignment_started, queue_announce
 
 
@@ -103,7 +107,7 @@ def visitor_message_send(
         .first()
     )
     if stored is not None:
-        return Posted(stored, created=False)
+        return message_resent(stored)
     with transaction.atomic():
         if conversation is None:
             conversation = visitor.conversations.open().order_by("-created_at").first()
@@ -403,7 +407,7 @@ def _conversation_language(conversation: Conversation) -> str:
 
 def _announce(conversation: Conversation) -> None:
     send_after_commit(
-        [visitor_group(conversation.pk), agents_group(conversation.pk)],
+        conversation_groups(conversation.pk),
         conversation_frame(conversation),
     )
 

@@ -22,7 +22,7 @@ from django.db import DatabaseError, transaction
 
 from chat.models import Conversation, Message
 from chat.protocol import Frame
-from chat.realtime import agents_group, send_many_after_commit, visitor_group
+from chat.realtime import conversation_groups, send_many_after_commit
 from chat.services.frames import message_frame
 from chat.services.messages import ConversationClosed, Posted, message_post
 
@@ -135,7 +135,7 @@ def _store_whole(batch: list[Pending]) -> None:
         Message.objects.bulk_create(messages)
         events: list[tuple[list[str], Frame]] = [
             (
-                [visitor_group(message.conversation_id), agents_group(message.conversation_id)],
+                conversation_groups(message.conversation_id),
                 message_frame(message),
             )
             for message in messages

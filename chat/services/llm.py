@@ -18,7 +18,7 @@ from django.conf import settings
 from bots.llm import LlmClient
 from chat.models import Conversation, Site
 from chat.protocol import MessageDelta, MessageStreamEnded, MessageStreaming
-from chat.realtime import agents_group, send_now, visitor_group
+from chat.realtime import conversation_groups, send_now
 
 
 def llm_client(site: Site) -> LlmClient | None:
@@ -53,20 +53,16 @@ class AnswerStream:
 
     def send(self, text: str) -> None:
         frame = MessageDelta(conversation_id=self.conversation_id, stream_id=self.id, text=text)
-        send_now(_groups(self.conversation_id), frame)
+        send_now(conversation_groups(self.conversation_id), frame)
 
 
 @contextmanager
 def answer_stream(conversation: Conversation) -> Iterator[AnswerStream]:
     """Show the bot typing, let the body stream text, and always say when the stream ended."""
     stream = AnswerStream(conversation_id=conversation.pk, id=secrets.token_hex(8))
-    groups = _groups(conversation.pk)
+    groups = conversation_groups(conversation.pk)
     send_now(groups, MessageStreaming(conversation_id=conversation.pk, stream_id=stream.id))
     try:
         yield stream
     finally:
         send_now(groups, MessageStreamEnded(conversation_id=conversation.pk, stream_id=stream.id))
-
-
-def _groups(conversation_id: int) -> list[str]:
-    return [visitor_group(conversation_id), agents_group(conversation_id)]

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from chat.models import Agent, Conversation, Message
-from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.realtime import conversation_groups, send_after_commit
 from chat.services.frames import message_frame
 
 
@@ -53,8 +53,16 @@ def message_post(
         existing = _by_client_id(conversation, author, client_id) if client_id else None
         if existing is None:
             raise
-        return Posted(existing, created=False)
+        return message_resent(existing)
     return Posted(message, created=True)
+
+
+def message_resent(message: Message) -> Posted:
+    """A stored message sent again. Its sender never heard the ack, and a server that stops
+    between commit and broadcast loses the broadcast with it: so everyone hears the message
+    again (clients drop a seq they hold). Nothing is stored."""
+    send_after_commit(conversation_groups(message.conversation_id), message_frame(message))
+    return Posted(message, created=False)
 
 
 def _insert(
@@ -78,9 +86,7 @@ def _insert(
         client_id=client_id,
         meta=meta,
     )
-    send_after_commit(
-        [visitor_group(conversation.pk), agents_group(conversation.pk)], message_frame(message)
-    )
+    send_after_commit(conversation_groups(conversation.pk), message_frame(message))
     return message
 
 

@@ -34,7 +34,7 @@ from chat.models import (
     Site,
     Visitor,
 )
-from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.realtime import conversation_groups, send_after_commit
 from chat.services.attachments import attachment_files_delete, describe
 from chat.services.frames import conversation_frame
 from chat.services.queue import queue_announce
@@ -180,7 +180,7 @@ def _conversations_anonymise(conversations: QuerySet[Conversation]) -> int:
     Conversation.objects.filter(pk__in=ids).update(page_url="", anonymised_at=now)
     for conversation in Conversation.objects.filter(pk__in=closed):
         frame = conversation_frame(conversation)
-        send_after_commit([visitor_group(conversation.pk), agents_group(conversation.pk)], frame)
+        send_after_commit(conversation_groups(conversation.pk), frame)
     for site_id in reopened_sites:
         queue_announce(site_id)
     return messages

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from chat.models import Conversation
 from chat.protocol import ReceiptUpdated
-from chat.realtime import agents_group, send_after_commit, visitor_group
+from chat.realtime import conversation_groups, send_after_commit
 
 Reader = Literal["visitor", "agent"]
 
@@ -28,7 +28,7 @@ def conversation_read(*, conversation: Conversation, reader: Reader, seq: int) -
         if moved:
             setattr(conversation, field, seq)
             send_after_commit(
-                [visitor_group(conversation.pk), agents_group(conversation.pk)],
+                conversation_groups(conversation.pk),
                 ReceiptUpdated(conversation_id=conversation.pk, reader=reader, seq=seq),
             )
     return bool(moved)

@@ -31,7 +31,11 @@ from django.utils.translation import gettext as _
 
 from chat.models import Agent, Conversation, Message, Site, Team
 from chat.protocol import ConversationReturned
-from chat.realtime import agent_group, agents_group, send_after_commit, visitor_group
+from chat.realtime import (
+    agent_group,
+    conversation_groups,
+    send_after_commit,
+)
 from chat.services.conversations import Conflict, conversation_take
 from chat.services.frames import conversation_frame
 from chat.services.messages import message_post
@@ -199,7 +203,7 @@ def conversation_requeue(
             ConversationReturned(conversation_id=conversation.pk, reason=reason, message=told),
         )
         send_after_commit(
-            [visitor_group(conversation.pk), agents_group(conversation.pk)],
+            conversation_groups(conversation.pk),
             conversation_frame(conversation),
         )
         agent_announce(agent)

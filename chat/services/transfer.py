@@ -10,7 +10,11 @@ from django.utils.translation import gettext as _
 
 from chat.models import Agent, Conversation, Message, Team
 from chat.protocol import ConversationTransferred
-from chat.realtime import agent_group, agents_group, send_after_commit, visitor_group
+from chat.realtime import (
+    agent_group,
+    conversation_groups,
+    send_after_commit,
+)
 from chat.services.conversations import Conflict
 from chat.services.frames import conversation_frame
 from chat.services.inbox import inbox_notify
@@ -140,7 +144,7 @@ def conversation_transfer(
             if previous_agent is not None:
                 agent_announce(previous_agent)
         send_after_commit(
-            [visitor_group(conversation.pk), agents_group(conversation.pk)],
+            conversation_groups(conversation.pk),
             conversation_frame(conversation),
         )
         queue_announce(conversation.site_id)
