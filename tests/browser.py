@@ -72,11 +72,11 @@ def open_demo_widget(driver: WebDriver, base: str) -> None:
     wait(driver).until(ec.frame_to_be_available_and_switch_to_it((By.ID, "helpdesk-frame")))
 
 
-def console_login(driver: WebDriver, base: str, username: str) -> None:
-    """Sign in to the console as a demo user (password = user name)."""
+def console_login(driver: WebDriver, base: str, username: str, page: str = "/console/") -> None:
+    """Sign in to the console as a demo user (password = user name), landing on ``page``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    driver.get(f"{base}/accounts/login/?next=/console/")
+    driver.get(f"{base}/accounts/login/?next={page}")
     driver.find_element(By.NAME, "username").send_keys(username)
     driver.find_element(By.NAME, "password").send_keys(username, Keys.ENTER)

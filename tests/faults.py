@@ -4,7 +4,8 @@ and a client that survives all of it by the book.
 The client (``Peer``) is written only from docs/protocol.md: it keeps an outbox of messages
 the server has not acknowledged, resends them with their ``client_id`` after every reconnect
 (§2.3) and after ``server_error``/``unavailable`` (§7), and holds the conversation by seq,
-re-syncing from its highest contiguous seq after each reconnect (§5).
+re-syncing from its highest contiguous seq after each reconnect and when a gap in the seqs
+it holds lasts a second (§5).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.live import ROOT, free_port
 
 REDIS_SERVER = shutil.which("redis-server")
 RETRYABLE = {"server_error", "unavailable"}
+GAP_WAIT = 1.0  # seconds a hole in the seqs may last before the client syncs (§5.2)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -223,6 +225,8 @@ class Peer:
         self.sessions = 0
         self.ws: ClientConnection | None = None  # set while synced and live
         self.resend_tasks: set[asyncio.Task[None]] = set()
+        self.gap_check: asyncio.Task[None] | None = None
+        self.gap_syncs = 0  # conversation.sync frames sent to fill a gap
 
     # What the test does
 
@@ -254,6 +258,9 @@ class Peer:
         while seq + 1 in self.messages:
             seq += 1
         return seq
+
+    def has_gap(self) -> bool:
+        return max(self.messages, default=0) > self.contiguous_seq()
 
     def describe(self) -> str:
         return (
@@ -335,6 +342,8 @@ class Peer:
             known = self.messages.setdefault(frame["seq"], frame)
             if (known["client_id"], known["body"]) != (frame["client_id"], frame["body"]):
                 self.conflicts.append((known, frame))
+            if self.has_gap() and (self.gap_check is None or self.gap_check.done()):
+                self.gap_check = asyncio.get_running_loop().create_task(self._fill_gap())
         elif kind == "message.ack":
             client_id, seq = frame["client_id"], frame["seq"]
             if self.acks.setdefault(client_id, seq) != seq:
@@ -352,6 +361,19 @@ class Peer:
                 self.outbox.pop(frame["ref"])  # refused for good: the test will see why
         else:
             self.other_frames.append(frame)
+
+    async def _fill_gap(self) -> None:
+        await asyncio.sleep(GAP_WAIT)
+        ws = self.ws
+        if ws is None or not self.has_gap():
+            return  # filled meanwhile, or a reconnect will sync
+        after_seq = self.contiguous_seq()
+        frame = {"type": "conversation.sync", "conversation_id": self.conversation_id}
+        try:
+            await ws.send(json.dumps({**frame, "after_seq": after_seq}))
+        except WebSocketException:
+            return
+        self.gap_syncs += 1
 
     async def _resend_later(self, client_id: str, seconds: float) -> None:
         await asyncio.sleep(seconds)

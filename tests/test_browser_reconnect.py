@@ -10,8 +10,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
-from chat.models import Message
-from tests.browser import browsers, wait  # noqa: F401  (fixture)
+from chat.models import Conversation, Message
+from tests.browser import browsers, console_login, wait  # noqa: F401  (fixture)
 from tests.faults import child_env, own_redis
 from tests.live import DaphneProcess
 
@@ -50,9 +50,7 @@ def test_it_reconnects_and_delivers_what_was_typed_during_the_outage_once(
         conversation_id = visitor.execute_script("return window.HelpdeskWidget.conversationId")
 
         agent = browsers()
-        agent.get(f"{server.base}/accounts/login/?next=/console/c/{conversation_id}/")
-        agent.find_element(By.NAME, "username").send_keys("alice")
-        agent.find_element(By.NAME, "password").send_keys("alice", Keys.ENTER)
+        console_login(agent, server.base, "alice", f"/console/c/{conversation_id}/")
         reply = wait(agent).until(ec.element_to_be_clickable((By.ID, "reply-body")))
         reply.send_keys("Hi, Alice here.", Keys.ENTER)
         wait(visitor).until(
@@ -100,6 +98,93 @@ def test_it_reconnects_and_delivers_what_was_typed_during_the_outage_once(
         .values_list("seq", flat=True)
     )
     assert seqs == stored
+
+
+def stored_unheard(conversation_id: int, alice, body: str) -> None:
+    """What a server that stopped between the commit and the broadcast leaves: a message
+    stored under the next seq that no socket has heard of."""
+    taken = Conversation.objects.seq_take(conversation_id)
+    assert taken is not None
+    Message.objects.create(
+        conversation_id=conversation_id,
+        seq=taken.last_seq,
+        author=Message.Author.AGENT,
+        agent=alice,
+        body=body,
+    )
+
+
+def seqs_on_screen(driver: WebDriver, container: str) -> list[int]:
+    script = (
+        f"return [...document.querySelectorAll('{container} [data-seq]')].map(e => e.dataset.seq)"
+    )
+    return [int(seq) for seq in driver.execute_script(script)]
+
+
+COUNT_SOCKETS = """
+window.socketsOpened = 0;
+const Native = window.WebSocket;
+window.WebSocket = function (...args) { window.socketsOpened += 1; return new Native(...args); };
+Object.assign(window.WebSocket, Native);
+"""
+
+
+def counting_sockets(driver: WebDriver) -> WebDriver:
+    """Every page this browser opens counts the sockets it opens (``window.socketsOpened``)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": COUNT_SOCKETS})
+    return driver
+
+
+def test_it_fills_in_a_message_whose_broadcast_was_lost_without_a_reconnect(
+    site,
+    alice,
+    browsers,  # noqa: F811
+):
+    site.bot_enabled = False  # straight to the queue: no bot in the way
+    site.save(update_fields=["bot_enabled"])
+    server = DaphneProcess(child_env()).start()
+    try:
+        visitor = counting_sockets(browsers())
+        visitor.get(f"{server.base}/widget/{site.key}/")
+        box = wait(visitor).until(ec.element_to_be_clickable((By.ID, "body")))
+        box.send_keys("Hello?", Keys.ENTER)
+        wait(visitor).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, ".msg--visitor[data-seq]"))
+        )
+        conversation_id = visitor.execute_script("return window.HelpdeskWidget.conversationId")
+
+        agent = counting_sockets(browsers())
+        console_login(agent, server.base, "alice", f"/console/c/{conversation_id}/")
+        reply = wait(agent).until(ec.element_to_be_clickable((By.ID, "reply-body")))
+        reply.send_keys("Hi, Alice here.", Keys.ENTER)
+        wait(visitor).until(
+            ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".msg--agent[data-seq]"), "Alice")
+        )
+        wait(agent).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".msg--pending"))
+
+        stored_unheard(conversation_id, alice, "Your parcel left the depot today.")
+        reply.send_keys("Anything else?", Keys.ENTER)  # the next seq: both sockets see the hole
+
+        for driver, transcript in [(visitor, "#messages"), (agent, "#transcript")]:
+            wait(driver, 15).until(
+                lambda d, t=transcript: (
+                    "Your parcel left the depot today." in d.find_element(By.CSS_SELECTOR, t).text
+                )
+            )
+        # Filled on the sockets they had: neither page reconnected.
+        assert visitor.execute_script("return window.socketsOpened") == 1
+        assert agent.execute_script("return window.socketsOpened") == 1
+    finally:
+        server.stop()
+    connection.close()
+
+    stored = list(
+        Message.objects.filter(conversation_id=conversation_id)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+    )
+    assert seqs_on_screen(visitor, "#messages") == stored
+    assert seqs_on_screen(agent, "#transcript") == stored
 
 
 def test_it_tells_the_visitor_the_bot_is_slow_and_offers_a_person(site, browsers):  # noqa: F811

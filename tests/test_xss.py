@@ -150,7 +150,7 @@ def test_it_keeps_the_corpus_inert_in_the_widget_and_the_console(browsers, suppo
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
 
-    from tests.browser import wait
+    from tests.browser import console_login, wait
     from tests.conftest import make_agent
     from tests.live import daphne_server
 
@@ -171,9 +171,7 @@ def test_it_keeps_the_corpus_inert_in_the_widget_and_the_console(browsers, suppo
         conversation = Conversation.objects.get()
 
         agent = browsers()
-        agent.get(f"{base}/accounts/login/?next=/console/c/{conversation.pk}/")
-        agent.find_element(By.NAME, "username").send_keys("agent")
-        agent.find_element(By.NAME, "password").send_keys("agent", Keys.ENTER)
+        console_login(agent, base, "agent", f"/console/c/{conversation.pk}/")
         wait(agent).until(ec.presence_of_element_located((By.ID, "transcript")))
         wait(agent).until(lambda d: d.execute_script("return !!window.HelpdeskText"))
         for payload in CORPUS[half:]:  # live: the console's socket gets message.created

@@ -15,6 +15,7 @@
   const TOAST_MS = 6000;
   const RETRYABLE = ["server_error", "unavailable"]; // nothing was stored: resend, same client_id
   const RETRY_AFTER_SERVER_ERROR_MS = 3000;
+  const GAP_WAIT_MS = 1000; // a hole in the seqs may last this long before we sync (protocol §5.2)
   const AUTHORS = ["visitor", "bot", "agent", "system"];
 
   const state = {
@@ -43,6 +44,7 @@
     baseTitle: "",
     visitorReadSeq: 0, // the visitor has seen every message up to this seq ("Seen")
     readSent: 0, // the highest seq we told the server this agent has seen
+    gapTimer: 0,
   };
 
   const dom = {};
@@ -150,9 +152,7 @@
     }
     const conversationId = openConversationId();
     if (conversationId) {
-      // Also subscribes to the conversation's live events; the server first answers with
-      // conversation.updated, so a header that went stale while offline is refreshed too.
-      send({ type: "conversation.sync", conversation_id: conversationId, after_seq: highestSeq() });
+      syncConversation();
       flushOutbox();
     }
   }
@@ -232,12 +232,46 @@
     return dom.transcript ? Number(dom.transcript.dataset.conversationId) : 0;
   }
 
-  function highestSeq() {
-    let highest = Number(dom.transcript.dataset.lastSeq) || 0;
-    dom.transcript.querySelectorAll(".msg[data-seq]").forEach(function (item) {
-      highest = Math.max(highest, Number(item.dataset.seq));
+  function heldSeqs() {
+    return Array.prototype.map.call(dom.transcript.querySelectorAll(".msg[data-seq]"), function (item) {
+      return Number(item.dataset.seq);
     });
-    return highest;
+  }
+
+  function highestSeq() {
+    return Math.max(0, ...heldSeqs());
+  }
+
+  // Every seq from 1 to this one is on screen: where a sync starts.
+  function contiguousSeq() {
+    const held = new Set(heldSeqs());
+    let seq = 0;
+    while (held.has(seq + 1)) {
+      seq += 1;
+    }
+    return seq;
+  }
+
+  // Also subscribes to the conversation's live events; the server first answers with
+  // conversation.updated, so a header that went stale while offline is refreshed too.
+  function syncConversation() {
+    send({ type: "conversation.sync", conversation_id: openConversationId(), after_seq: contiguousSeq() });
+  }
+
+  // Seqs have no gaps, so a hole below what we hold is a message whose broadcast was lost
+  // (its server stopped right after storing it) or is still on its way: give it a second,
+  // then sync from the last seq before the hole.
+  function watchGap() {
+    if (state.gapTimer || contiguousSeq() === highestSeq()) {
+      return;
+    }
+    const conversationId = openConversationId();
+    state.gapTimer = setTimeout(function () {
+      state.gapTimer = 0;
+      if (state.ready && openConversationId() === conversationId && contiguousSeq() < highestSeq()) {
+        syncConversation();
+      }
+    }, GAP_WAIT_MS);
   }
 
   function findBySeq(seq) {
@@ -271,6 +305,7 @@
       state.outbox.delete(frame.client_id);
     }
     placeBySeq(item);
+    watchGap();
     if (frame.author === "visitor") {
       hideTyping();
       scheduleSeen();
@@ -434,7 +469,6 @@
 
   function onSyncDone(frame) {
     if (frame.conversation_id === openConversationId()) {
-      dom.transcript.dataset.lastSeq = String(Math.max(highestSeq(), frame.last_seq));
       sendRead();
     }
   }
@@ -778,6 +812,7 @@
     pending.classList.remove("msg--pending");
     pending.dataset.seq = String(frame.seq);
     placeBySeq(pending);
+    watchGap();
   }
 
   // A refused reply is taken out of the transcript and put back in the composer, so the

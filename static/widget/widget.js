@@ -24,6 +24,7 @@
   const RETRY_AFTER_SERVER_ERROR_MS = 3000;
   const CONNECTING_BANNER_DELAY_MS = 800;
   const NOTICE_SHOWN_MS = 6000;
+  const GAP_WAIT_MS = 1000; // a hole in the seqs may last this long before we sync (protocol §5.2)
   const CLOSE_BAD_TOKEN = 4401;
   const CLOSE_FORBIDDEN = 4403;
   const DEFAULT_COLOR = "#2563eb";
@@ -95,7 +96,7 @@
     readSent: 0, // the highest seq we told the server the visitor has seen
     fileUrls: new Map(), // attachment URL → blob: URL (fetched with the token)
   };
-  const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0 };
+  const timers = { reconnect: 0, ping: 0, banner: 0, typing: 0, notice: 0, handoff: 0, gap: 0 };
 
   // --- Configuration -----------------------------------------------------------------------
 
@@ -754,12 +755,28 @@
     bubble.dataset.seq = String(seq);
     state.rendered.set(seq, bubble);
     while (state.rendered.has(state.lastSeq + 1)) state.lastSeq += 1;
+    if (hasGap()) watchGap();
     const stick = force || nearEnd();
     const next = Array.from(els.messages.children).find(
       (child) => child !== bubble && (child.classList.contains("msg--pending") || Number(child.dataset.seq) > seq)
     );
     els.messages.insertBefore(bubble, next || null);
     if (stick) scrollToEnd(true);
+  }
+
+  // Seqs have no gaps, so a hole below what we hold is a message whose broadcast was lost
+  // (its server stopped right after storing it) or is still on its way: give it a second,
+  // then sync from the last seq before the hole.
+  function hasGap() {
+    return state.rendered.size > state.lastSeq;
+  }
+
+  function watchGap() {
+    if (timers.gap) return;
+    timers.gap = setTimeout(() => {
+      timers.gap = 0;
+      if (hasGap() && state.connected) syncConversation();
+    }, GAP_WAIT_MS);
   }
 
   function confirmBubble(bubble, seq) {
