@@ -90,3 +90,18 @@ def test_it_refuses_only_the_closed_conversations_message(visitor_a, visitor_b, 
     assert not Message.objects.filter(conversation=closed).exists()
     closed.refresh_from_db()
     assert closed.last_seq == 0
+
+
+def test_it_refuses_only_the_message_for_a_conversation_that_is_gone(visitor_a, visitor_b, alice):
+    kept, gone = assigned(visitor_a, alice), assigned(visitor_b, alice)
+    Conversation.objects.filter(pk=gone.pk).delete()  # erased while the message was on its way
+    batch = [
+        Pending(conversation=gone, body="hello?", client_id="g1"),
+        Pending(conversation=kept, body="hello", client_id="k1"),
+    ]
+    batch_store(batch)
+    assert isinstance(batch[0].error, Conversation.DoesNotExist) and batch[0].posted is None
+    assert batch[1].posted is not None and batch[1].posted.message.seq == 1
+    assert list(Message.objects.values_list("conversation_id", "seq", "body")) == [
+        (kept.pk, 1, "hello")
+    ]
