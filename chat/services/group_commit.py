@@ -130,7 +130,9 @@ def _store_whole(batch: list[Pending]) -> None:
 def _store_in_one_statement(batch: list[Pending]) -> None:
     counts = Counter(pending.conversation.pk for pending in batch)
     with connection.cursor() as cursor:
-        cursor.execute(_one_statement_sql(len(counts), len(batch)), _one_statement_params(batch))
+        cursor.execute(
+            _one_statement_sql(len(counts), len(batch)), _one_statement_params(batch, counts)
+        )
         rows = cursor.fetchall()
     # ("conversation", pk, last_seq, status, assignee_id, None) for each one found, and
     # ("message", pk, seq, None, conversation_id, created_at) for each message stored.
@@ -184,8 +186,7 @@ def _one_statement_sql(conversations: int, messages: int) -> str:
     """
 
 
-def _one_statement_params(batch: list[Pending]) -> list[int | str]:
-    counts = Counter(pending.conversation.pk for pending in batch)
+def _one_statement_params(batch: list[Pending], counts: Counter[int]) -> list[int | str]:
     params: list[int | str] = [value for pk in sorted(counts) for value in (pk, counts[pk])]
     for position, pending in enumerate(batch):
         params += [position, pending.conversation.pk, pending.body, pending.client_id]
